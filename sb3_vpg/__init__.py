@@ -1,0 +1,9 @@
+import os
+
+from sb3_vpg.common.buffers import VPGDictRolloutBuffer, VPGRolloutBuffer, discounted_reward_to_go
+from sb3_vpg.vpg import VPG
+
+with open(os.path.join(os.path.dirname(__file__), "version.txt")) as file_handler:
+    __version__ = file_handler.read().strip()
+
+__all__ = ["VPG", "VPGRolloutBuffer", "VPGDictRolloutBuffer", "discounted_reward_to_go", "__version__"]

@@ -1,0 +1,129 @@
+"""The Monte-Carlo returns, against hand computations and a naive reference."""
+
+import numpy as np
+import pytest
+import torch as th
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_vpg import VPG, discounted_reward_to_go
+
+GAMMA = 0.5
+# One env, 10 steps: a terminated episode, a time-limit truncated one, then one still running at the end.
+SCRIPT = [([1, 2, 3], "terminated"), ([0, 0, 5, 0], "truncated"), ([1, 1, 1, 1, 1], "terminated")]
+N_STEPS = 10
+
+
+class CaptureRollout(BaseCallback):
+    """Copies what the buffer holds after the rollout, and V of the states the bootstrap needs."""
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        buffer = self.model.rollout_buffer
+        self.returns = buffer.returns[:, 0].copy()
+        self.has_return = buffer.has_return[:, 0].copy()
+        self.values = buffer.values[:, 0].copy()
+        self.advantages = buffer.advantages[:, 0].copy()
+        with th.no_grad():
+            obs = th.tensor([[4.0], [3.0]])  # terminal obs of the truncated episode, obs after the last step
+            self.v_truncated, self.v_tail = self.model.policy.predict_values(obs).flatten().tolist()
+
+
+def run_one_rollout(env_cls, **kwargs) -> CaptureRollout:
+    env = DummyVecEnv([lambda: env_cls(SCRIPT)])
+    model = VPG("MlpPolicy", env, n_steps=N_STEPS, gamma=GAMMA, seed=0, **kwargs)
+    capture = CaptureRollout()
+    model.learn(N_STEPS, callback=capture)
+    return capture
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected_returns, expected_has_return",
+    [
+        # Pure REINFORCE: the truncated episode is summed from its raw rewards, the running tail has no return
+        (dict(), [2.75, 3.5, 3, 1.25, 2.5, 5, 0, 0, 0, 0], [1] * 7 + [0] * 3),
+        # The tail's partial sum, as if the episode had ended at the rollout's end
+        (dict(incomplete_episodes="truncate"), [2.75, 3.5, 3, 1.25, 2.5, 5, 0, 1.75, 1.5, 1], [1] * 10),
+        # Pong: every non-zero reward closes the return, so the tail's steps (reward 1) have one too
+        (dict(reset_on_reward=True), [1, 2, 3, 1.25, 2.5, 5, 0, 1, 1, 1], [1] * 10),
+    ],
+)
+def test_pure_returns_match_hand_computation(scripted_env_cls, kwargs, expected_returns, expected_has_return):
+    capture = run_one_rollout(scripted_env_cls, **kwargs)
+    has_return = np.array(expected_has_return, dtype=bool)
+    np.testing.assert_array_equal(capture.has_return, has_return)
+    np.testing.assert_allclose(capture.returns[has_return], np.array(expected_returns)[has_return], rtol=1e-6)
+    # No value estimate anywhere: the weights are the returns themselves
+    np.testing.assert_allclose(capture.advantages, capture.returns)
+
+
+@pytest.mark.parametrize("reset_on_reward", [False, True])
+def test_baseline_returns_bootstrap_truncation_and_tail(scripted_env_cls, reset_on_reward):
+    capture = run_one_rollout(scripted_env_cls, use_baseline=True, reset_on_reward=reset_on_reward)
+    v_trunc, v_tail = capture.v_truncated, capture.v_tail
+    # The truncated episode's last reward carries gamma * V(terminal obs), as in Spinning Up's VPG
+    last = 0 + GAMMA * v_trunc
+    truncated_episode = [0 + GAMMA * (0 + GAMMA * (5 + GAMMA * last)), 0 + GAMMA * (5 + GAMMA * last), 5 + GAMMA * last, last]
+    if reset_on_reward:
+        expected = [1, 2, 3, 1.25, 2.5, 5, last, 1, 1, 1]  # the reward 5 closes the return before the truncation
+    else:
+        tail = [1 + GAMMA * (1 + GAMMA * (1 + GAMMA * v_tail)), 1 + GAMMA * (1 + GAMMA * v_tail), 1 + GAMMA * v_tail]
+        expected = [2.75, 3.5, 3, *truncated_episode, *tail]
+    np.testing.assert_array_equal(capture.has_return, np.ones(N_STEPS, dtype=bool))
+    np.testing.assert_allclose(capture.returns, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(capture.advantages, capture.returns - capture.values, rtol=1e-5, atol=1e-6)
+
+
+def test_baseline_can_drop_the_tail(scripted_env_cls):
+    capture = run_one_rollout(scripted_env_cls, use_baseline=True, incomplete_episodes="drop")
+    np.testing.assert_array_equal(capture.has_return, [1] * 7 + [0] * 3)
+
+
+def naive_reward_to_go(rewards, episode_ends, gamma, last_values):
+    """One env at a time, one episode at a time, summing discounted future rewards explicitly."""
+    n_steps, n_envs = rewards.shape
+    returns = np.zeros((n_steps, n_envs))
+    has_return = np.zeros((n_steps, n_envs), dtype=bool)
+    for env in range(n_envs):
+        for t in range(n_steps):
+            total, discount, k = 0.0, 1.0, t
+            while True:
+                total += discount * rewards[k, env]
+                discount *= gamma
+                if episode_ends[k, env]:
+                    has_return[t, env] = True
+                    break
+                k += 1
+                if k == n_steps:
+                    if last_values is not None:
+                        total += discount * last_values[env]
+                        has_return[t, env] = True
+                    break
+            returns[t, env] = total
+    return returns, has_return
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.data(),
+    n_steps=st.integers(1, 12),
+    n_envs=st.integers(1, 4),
+    gamma=st.floats(0.01, 1.0),
+    bootstrap=st.booleans(),
+)
+def test_reward_to_go_matches_naive_reference(data, n_steps, n_envs, gamma, bootstrap):
+    floats = st.floats(-100, 100, allow_nan=False, width=32)
+    rewards = np.array(data.draw(st.lists(floats, min_size=n_steps * n_envs, max_size=n_steps * n_envs))).reshape(n_steps, n_envs)
+    ends = np.array(data.draw(st.lists(st.booleans(), min_size=n_steps * n_envs, max_size=n_steps * n_envs))).reshape(n_steps, n_envs)
+    last_values = np.array(data.draw(st.lists(floats, min_size=n_envs, max_size=n_envs))) if bootstrap else None
+
+    returns, has_return = discounted_reward_to_go(rewards, ends, gamma, last_values)
+    expected_returns, expected_has_return = naive_reward_to_go(rewards, ends, gamma, last_values)
+
+    np.testing.assert_array_equal(has_return, expected_has_return)
+    np.testing.assert_allclose(returns[has_return], expected_returns[has_return], rtol=1e-9, atol=1e-6)
+    assert np.all(np.isfinite(returns))

@@ -1,0 +1,187 @@
+"""VPG runs on every supported space, policy and VecEnv, and its update is the REINFORCE update."""
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import (
+    IdentityEnv,
+    IdentityEnvBox,
+    IdentityEnvMultiBinary,
+    IdentityEnvMultiDiscrete,
+    SimpleMultiObsEnv,
+)
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+from sb3_vpg import VPG
+from tests.conftest import SeededImageEnv
+
+
+@pytest.mark.parametrize("use_baseline", [False, True])
+@pytest.mark.parametrize(
+    "env_fn",
+    [
+        lambda: IdentityEnv(dim=3, ep_length=10),
+        lambda: IdentityEnvBox(ep_length=10),
+        lambda: IdentityEnvMultiDiscrete(dim=3, ep_length=10),
+        lambda: IdentityEnvMultiBinary(dim=3, ep_length=10),
+    ],
+    ids=["Discrete", "Box", "MultiDiscrete", "MultiBinary"],
+)
+def test_action_spaces(env_fn, use_baseline):
+    model = VPG("MlpPolicy", make_vec_env(env_fn, n_envs=2), n_steps=16, batch_size=7, use_baseline=use_baseline, seed=0)
+    model.learn(64)
+    assert model._n_updates == 2
+    assert all(th.isfinite(param).all() for param in model.policy.parameters())
+
+
+@pytest.mark.parametrize("sde_sample_freq", [-1, 4])
+def test_gsde(sde_sample_freq):
+    model = VPG("MlpPolicy", "Pendulum-v1", n_steps=200, use_sde=True, sde_sample_freq=sde_sample_freq, seed=0)
+    model.learn(400)
+    assert model._n_updates == 2
+
+
+def test_subproc_vec_env():
+    env = make_vec_env("CartPole-v1", n_envs=2, vec_env_cls=SubprocVecEnv, seed=0)
+    try:
+        model = VPG("MlpPolicy", env, n_steps=64, use_baseline=True, seed=0).learn(256)
+        assert model._n_updates == 2
+    finally:
+        env.close()
+
+
+def test_cnn_policy():
+    env = make_vec_env(SeededImageEnv, n_envs=2, seed=0)
+    model = VPG("CnnPolicy", env, n_steps=16, batch_size=8, use_baseline=True, n_critic_updates=2, seed=0)
+    model.learn(64)
+    assert model._n_updates == 2
+
+
+@pytest.mark.parametrize("use_baseline", [False, True])
+def test_dict_observations(use_baseline):
+    model = VPG("MultiInputPolicy", SimpleMultiObsEnv(random_start=True), n_steps=128, use_baseline=use_baseline, seed=0)
+    model.learn(256)  # episodes end within 100 steps
+    assert model._n_updates == 2
+
+
+def test_returns_are_readable_after_each_rollout():
+    seen = []
+
+    class ReadReturns(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            seen.append(self.model.rollout_buffer.returns.copy())
+
+    VPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=3), n_steps=50, seed=0).learn(300, callback=ReadReturns())
+    assert len(seen) == 2
+    assert all(returns.shape == (50, 3) for returns in seen)
+    assert all(returns.max() > 1 for returns in seen)  # un-normalized: CartPole gives +1 per step
+
+
+def tiny_linear_model(**kwargs) -> VPG:
+    """A linear softmax policy on CartPole, stepped by plain SGD with lr 1, so a step is minus the gradient."""
+    return VPG(
+        "MlpPolicy",
+        make_vec_env("CartPole-v1", n_envs=2, seed=1),
+        learning_rate=1.0,
+        n_steps=40,
+        max_grad_norm=None,
+        policy_kwargs=dict(net_arch=dict(pi=[], vf=[]), optimizer_class=th.optim.SGD),
+        seed=1,
+        **kwargs,
+    )
+
+
+class CaptureForGradient(BaseCallback):
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        buffer = self.model.rollout_buffer
+        used = buffer.has_return
+        self.obs = buffer.observations[used].reshape(-1, 4).astype(np.float64)
+        self.actions = buffer.actions[used].reshape(-1).astype(int)
+        self.returns = buffer.returns[used].astype(np.float64)
+        self.weight = self.model.policy.action_net.weight.detach().numpy().astype(np.float64).copy()
+        self.bias = self.model.policy.action_net.bias.detach().numpy().astype(np.float64).copy()
+
+
+@pytest.mark.parametrize("normalize_returns", [True, False])
+def test_gradient_is_the_reinforce_estimator(normalize_returns):
+    model = tiny_linear_model(normalize_returns=normalize_returns)
+    capture = CaptureForGradient()
+    model.learn(80, callback=capture)
+    assert len(capture.returns) > 10
+
+    # By hand: grad of -mean(w_i log softmax(W s_i + b)[a_i]) is -mean(w_i (onehot(a_i) - pi(.|s_i)) s_i^T)
+    weights = capture.returns
+    if normalize_returns:
+        weights = (weights - weights.mean()) / (weights.std() + 1e-8)
+    logits = capture.obs @ capture.weight.T + capture.bias
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    score = np.eye(2)[capture.actions] - probs
+    grad_weight = -(weights[:, None, None] * score[:, :, None] * capture.obs[:, None, :]).mean(axis=0)
+    grad_bias = -(weights[:, None] * score).mean(axis=0)
+
+    step_weight = capture.weight - model.policy.action_net.weight.detach().numpy()
+    step_bias = capture.bias - model.policy.action_net.bias.detach().numpy()
+    np.testing.assert_allclose(step_weight, grad_weight, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(step_bias, grad_bias, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("use_baseline", [False, True])
+@pytest.mark.parametrize("policy, env_fn", [
+    ("MlpPolicy", lambda: IdentityEnvBox(ep_length=10)),
+    ("CnnPolicy", SeededImageEnv),
+])
+def test_accumulated_minibatches_equal_full_batch_step(policy, env_fn, use_baseline):
+    # Plain SGD, so the step is proportional to the gradient (Adam's first step is close to sign(gradient),
+    # which would amplify float rounding in near-zero components)
+    params = []
+    for batch_size in [None, 7]:
+        env = make_vec_env(env_fn, n_envs=2, seed=0)
+        incomplete = "bootstrap" if use_baseline else "truncate"
+        model = VPG(policy, env, n_steps=16, batch_size=batch_size, use_baseline=use_baseline,
+                    incomplete_episodes=incomplete, ent_coef=0.01, seed=0,
+                    policy_kwargs=dict(optimizer_class=th.optim.SGD))
+        initial = th.nn.utils.parameters_to_vector(model.policy.parameters()).detach().clone()
+        model.learn(32)
+        params.append(th.nn.utils.parameters_to_vector(model.policy.parameters()).detach())
+    assert not th.equal(params[0], initial)  # two steps were taken
+    th.testing.assert_close(params[0], params[1], rtol=1e-5, atol=1e-7)
+
+
+def test_same_seed_same_parameters():
+    def train(seed):
+        model = VPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=seed), n_steps=64, use_baseline=True,
+                    n_critic_updates=2, batch_size=32, seed=seed)
+        model.learn(512)
+        return th.nn.utils.parameters_to_vector(model.policy.parameters()).detach()
+
+    assert th.equal(train(3), train(3))
+    assert not th.equal(train(3), train(4))
+
+
+def test_pure_mode_leaves_the_critic_untouched():
+    model = VPG("MlpPolicy", "CartPole-v1", n_steps=128, seed=0)
+    critic = [p.detach().clone() for p in model.policy.value_net.parameters()]
+    model.learn(512)
+    assert all(th.equal(a, b) for a, b in zip(critic, model.policy.value_net.parameters(), strict=True))
+
+
+def test_rollout_without_any_return_skips_the_update():
+    # Episodes last 10 steps: two rollouts of 4 see none end, so pure REINFORCE ("drop") has nothing to learn from
+    model = VPG("CnnPolicy", make_vec_env(SeededImageEnv, n_envs=1, seed=0), n_steps=4, seed=0)
+    before = th.nn.utils.parameters_to_vector(model.policy.parameters()).detach().clone()
+    with pytest.warns(UserWarning, match="no Monte-Carlo return"):
+        model.learn(8)
+    assert model._n_updates == 0
+    after = th.nn.utils.parameters_to_vector(model.policy.parameters()).detach()
+    assert th.equal(before, after)
+    assert th.isfinite(after).all()

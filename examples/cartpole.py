@@ -6,21 +6,14 @@ Main job: train VPG on CartPole-v1, log to TensorBoard, then evaluate the policy
 """
 
 import argparse
-import importlib.resources
 
-import yaml
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_vpg import VPG
+from sb3_vpg.hyperparams import load_hyperparams
 
 ENV_ID = "CartPole-v1"
-
-
-def load_hyperparams(env_id: str) -> dict:
-    """The env's entry of the packaged rl_zoo3-style file (n_envs, n_timesteps, policy, constructor kwargs)."""
-    path = importlib.resources.files("sb3_vpg") / "hyperparams" / "vpg.yml"
-    return dict(yaml.safe_load(path.read_text())[env_id])
 
 
 def main() -> None:
@@ -32,14 +25,11 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="2_000 steps, for a smoke test")
     args = parser.parse_args()
 
-    hyperparams = load_hyperparams(ENV_ID)
-    n_envs = hyperparams.pop("n_envs", 1)
-    n_timesteps = int(hyperparams.pop("n_timesteps"))
-    policy = hyperparams.pop("policy", "MlpPolicy")
-    total_timesteps = 2_000 if args.tiny else (args.steps or n_timesteps)
+    run, hyperparams = load_hyperparams(ENV_ID)
+    total_timesteps = 2_000 if args.tiny else (args.steps or run["n_timesteps"])
 
-    env = make_vec_env(ENV_ID, n_envs=n_envs, seed=args.seed)
-    model = VPG(policy, env, tensorboard_log=args.logdir, seed=args.seed, verbose=1, **hyperparams)
+    env = make_vec_env(ENV_ID, n_envs=run.get("n_envs", 1), seed=args.seed)
+    model = VPG(run.get("policy", "MlpPolicy"), env, tensorboard_log=args.logdir, seed=args.seed, verbose=1, **hyperparams)
     model.learn(total_timesteps=total_timesteps)
     if args.save:
         model.save(args.save)

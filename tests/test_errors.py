@@ -27,7 +27,6 @@ from sb3_vpg import VPG
         (dict(incomplete_episodes="ignore"), "incomplete_episodes"),
         (dict(incomplete_episodes="bootstrap"), "use_baseline"),
         (dict(n_critic_updates=-1), "n_critic_updates"),
-        (dict(n_critic_updates=3), "use_baseline"),
         (dict(n_steps=1), "normalize_returns"),
         (dict(use_sde=True), "gSDE"),  # SB3's own check
     ],

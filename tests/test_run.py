@@ -141,6 +141,7 @@ def test_gradient_is_the_reinforce_estimator(normalize_returns):
     ("CnnPolicy", SeededImageEnv),
 ])
 def test_accumulated_minibatches_equal_full_batch_step(policy, env_fn, use_baseline):
+    # n_critic_updates=0: the critic passes take one optimizer step per minibatch, by design
     # Plain SGD, so the step is proportional to the gradient (Adam's first step is close to sign(gradient),
     # which would amplify float rounding in near-zero components)
     params = []
@@ -148,7 +149,7 @@ def test_accumulated_minibatches_equal_full_batch_step(policy, env_fn, use_basel
         env = make_vec_env(env_fn, n_envs=2, seed=0)
         incomplete = "bootstrap" if use_baseline else "truncate"
         model = VPG(policy, env, n_steps=16, batch_size=batch_size, use_baseline=use_baseline,
-                    incomplete_episodes=incomplete, ent_coef=0.01, seed=0,
+                    incomplete_episodes=incomplete, ent_coef=0.01, n_critic_updates=0, seed=0,
                     policy_kwargs=dict(optimizer_class=th.optim.SGD))
         initial = th.nn.utils.parameters_to_vector(model.policy.parameters()).detach().clone()
         model.learn(32)
@@ -185,3 +186,19 @@ def test_rollout_without_any_return_skips_the_update():
     after = th.nn.utils.parameters_to_vector(model.policy.parameters()).detach()
     assert th.equal(before, after)
     assert th.isfinite(after).all()
+
+
+def test_critic_passes_move_only_the_critic():
+    def train(n_critic_updates):
+        model = VPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), n_steps=64, batch_size=32,
+                    use_baseline=True, n_critic_updates=n_critic_updates, seed=0)
+        model.learn(128)
+        actor = [model.policy.action_net, model.policy.mlp_extractor.policy_net]
+        critic = [model.policy.value_net, model.policy.mlp_extractor.value_net]
+        flat = th.nn.utils.parameters_to_vector
+        return (flat([p for m in actor for p in m.parameters()]).detach(), flat([p for m in critic for p in m.parameters()]).detach())
+
+    actor_without, critic_without = train(0)
+    actor_with, critic_with = train(3)
+    assert th.equal(actor_without, actor_with)
+    assert not th.allclose(critic_without, critic_with)

@@ -8,7 +8,7 @@ import importlib.resources
 from typing import Any
 
 import yaml
-from stable_baselines3.common.utils import get_linear_fn
+from stable_baselines3.common.utils import LinearSchedule
 
 #: Keys of an entry that describe the run rather than the algorithm.
 RUN_KEYS = ("n_envs", "n_timesteps", "policy")
@@ -32,5 +32,5 @@ def load_hyperparams(env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     run["n_timesteps"] = int(run.get("n_timesteps", 1_000_000))
     learning_rate = kwargs.get("learning_rate")
     if isinstance(learning_rate, str) and learning_rate.startswith("lin_"):
-        kwargs["learning_rate"] = get_linear_fn(float(learning_rate[len("lin_") :]), 0.0, 1.0)
+        kwargs["learning_rate"] = LinearSchedule(float(learning_rate[len("lin_") :]), 0.0, 1.0)
     return run, kwargs

@@ -77,7 +77,7 @@ class VPG(OnPolicyAlgorithm):
         ``"drop"`` (left out of the loss and normalization, default without baseline), ``"truncate"``
         (the partial reward sum is their return) or ``"bootstrap"`` (completed with ``V``, default with baseline)
     :param n_critic_updates: Extra passes of value-only regression on the rollout after the policy step
-        (minibatches of ``batch_size``, critic parameters only, as in TRPO); only with ``use_baseline``
+        (minibatches of ``batch_size``, critic parameters only, as in TRPO); ignored without ``use_baseline``
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
         instead of action noise exploration (default: False)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
@@ -119,7 +119,7 @@ class VPG(OnPolicyAlgorithm):
         normalize_returns: bool = True,
         reset_on_reward: bool = False,
         incomplete_episodes: str | None = None,
-        n_critic_updates: int = 0,
+        n_critic_updates: int = 5,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         rollout_buffer_class: type[RolloutBuffer] | None = None,
@@ -372,8 +372,6 @@ def _check_hyperparameters(
         raise ValueError("incomplete_episodes='bootstrap' needs a learned value baseline: set use_baseline=True")
     if isinstance(n_critic_updates, bool) or not isinstance(n_critic_updates, int | np.integer) or n_critic_updates < 0:
         raise ValueError(f"n_critic_updates must be an integer >= 0, got {n_critic_updates!r}")
-    if n_critic_updates > 0 and not use_baseline:
-        raise ValueError("n_critic_updates > 0 trains a critic that nothing uses: set use_baseline=True")
 
 
 def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:

@@ -117,8 +117,12 @@ def naive_reward_to_go(rewards, episode_ends, gamma, last_values):
 )
 def test_reward_to_go_matches_naive_reference(data, n_steps, n_envs, gamma, bootstrap):
     floats = st.floats(-100, 100, allow_nan=False, width=32)
-    rewards = np.array(data.draw(st.lists(floats, min_size=n_steps * n_envs, max_size=n_steps * n_envs))).reshape(n_steps, n_envs)
-    ends = np.array(data.draw(st.lists(st.booleans(), min_size=n_steps * n_envs, max_size=n_steps * n_envs))).reshape(n_steps, n_envs)
+    rewards = np.array(data.draw(st.lists(floats, min_size=n_steps * n_envs, max_size=n_steps * n_envs))).reshape(
+        n_steps, n_envs
+    )
+    ends = np.array(data.draw(st.lists(st.booleans(), min_size=n_steps * n_envs, max_size=n_steps * n_envs))).reshape(
+        n_steps, n_envs
+    )
     last_values = np.array(data.draw(st.lists(floats, min_size=n_envs, max_size=n_envs))) if bootstrap else None
 
     returns, has_return = discounted_reward_to_go(rewards, ends, gamma, last_values)

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import (
@@ -13,7 +12,7 @@ from stable_baselines3.common.envs import (
     IdentityEnvMultiDiscrete,
     SimpleMultiObsEnv,
 )
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from sb3_vpg import VPG
 from tests.conftest import SeededImageEnv
@@ -136,10 +135,13 @@ def test_gradient_is_the_reinforce_estimator(normalize_returns):
 
 
 @pytest.mark.parametrize("use_baseline", [False, True])
-@pytest.mark.parametrize("policy, env_fn", [
-    ("MlpPolicy", lambda: IdentityEnvBox(ep_length=10)),
-    ("CnnPolicy", SeededImageEnv),
-])
+@pytest.mark.parametrize(
+    "policy, env_fn",
+    [
+        ("MlpPolicy", lambda: IdentityEnvBox(ep_length=10)),
+        ("CnnPolicy", SeededImageEnv),
+    ],
+)
 def test_accumulated_minibatches_equal_full_batch_step(policy, env_fn, use_baseline):
     # n_critic_updates=0: the critic passes take one optimizer step per minibatch, by design
     # Plain SGD, so the step is proportional to the gradient (Adam's first step is close to sign(gradient),
@@ -148,9 +150,18 @@ def test_accumulated_minibatches_equal_full_batch_step(policy, env_fn, use_basel
     for batch_size in [None, 7]:
         env = make_vec_env(env_fn, n_envs=2, seed=0)
         incomplete = "bootstrap" if use_baseline else "truncate"
-        model = VPG(policy, env, n_steps=16, batch_size=batch_size, use_baseline=use_baseline,
-                    incomplete_episodes=incomplete, ent_coef=0.01, n_critic_updates=0, seed=0,
-                    policy_kwargs=dict(optimizer_class=th.optim.SGD))
+        model = VPG(
+            policy,
+            env,
+            n_steps=16,
+            batch_size=batch_size,
+            use_baseline=use_baseline,
+            incomplete_episodes=incomplete,
+            ent_coef=0.01,
+            n_critic_updates=0,
+            seed=0,
+            policy_kwargs=dict(optimizer_class=th.optim.SGD),
+        )
         initial = th.nn.utils.parameters_to_vector(model.policy.parameters()).detach().clone()
         model.learn(32)
         params.append(th.nn.utils.parameters_to_vector(model.policy.parameters()).detach())
@@ -160,8 +171,15 @@ def test_accumulated_minibatches_equal_full_batch_step(policy, env_fn, use_basel
 
 def test_same_seed_same_parameters():
     def train(seed):
-        model = VPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=seed), n_steps=64, use_baseline=True,
-                    n_critic_updates=2, batch_size=32, seed=seed)
+        model = VPG(
+            "MlpPolicy",
+            make_vec_env("CartPole-v1", n_envs=2, seed=seed),
+            n_steps=64,
+            use_baseline=True,
+            n_critic_updates=2,
+            batch_size=32,
+            seed=seed,
+        )
         model.learn(512)
         return th.nn.utils.parameters_to_vector(model.policy.parameters()).detach()
 
@@ -190,13 +208,23 @@ def test_rollout_without_any_return_skips_the_update():
 
 def test_critic_passes_move_only_the_critic():
     def train(n_critic_updates):
-        model = VPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), n_steps=64, batch_size=32,
-                    use_baseline=True, n_critic_updates=n_critic_updates, seed=0)
+        model = VPG(
+            "MlpPolicy",
+            make_vec_env("CartPole-v1", n_envs=2, seed=0),
+            n_steps=64,
+            batch_size=32,
+            use_baseline=True,
+            n_critic_updates=n_critic_updates,
+            seed=0,
+        )
         model.learn(128)
         actor = [model.policy.action_net, model.policy.mlp_extractor.policy_net]
         critic = [model.policy.value_net, model.policy.mlp_extractor.value_net]
         flat = th.nn.utils.parameters_to_vector
-        return (flat([p for m in actor for p in m.parameters()]).detach(), flat([p for m in critic for p in m.parameters()]).detach())
+        return (
+            flat([p for m in actor for p in m.parameters()]).detach(),
+            flat([p for m in critic for p in m.parameters()]).detach(),
+        )
 
     actor_without, critic_without = train(0)
     actor_with, critic_with = train(3)

@@ -22,6 +22,14 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 INCOMPLETE_EPISODE_MODES = ("drop", "truncate", "bootstrap")
 
 
+def check_incomplete_episodes(incomplete_episodes: str, use_baseline: bool) -> None:
+    """Raise a ValueError unless ``incomplete_episodes`` is a known mode that the baseline setting allows."""
+    if incomplete_episodes not in INCOMPLETE_EPISODE_MODES:
+        raise ValueError(f"incomplete_episodes must be one of {INCOMPLETE_EPISODE_MODES}, got {incomplete_episodes!r}")
+    if incomplete_episodes == "bootstrap" and not use_baseline:
+        raise ValueError("incomplete_episodes='bootstrap' needs a learned value baseline: set use_baseline=True")
+
+
 def discounted_reward_to_go(
     rewards: np.ndarray,
     episode_ends: np.ndarray,
@@ -100,12 +108,7 @@ class MonteCarloBufferMixin:
         incomplete_episodes: str = "drop",
         **kwargs: Any,
     ) -> None:
-        if incomplete_episodes not in INCOMPLETE_EPISODE_MODES:
-            raise ValueError(
-                f"incomplete_episodes must be one of {INCOMPLETE_EPISODE_MODES}, got {incomplete_episodes!r}"
-            )
-        if incomplete_episodes == "bootstrap" and not use_baseline:
-            raise ValueError("incomplete_episodes='bootstrap' needs a learned value baseline: set use_baseline=True")
+        check_incomplete_episodes(incomplete_episodes, use_baseline)
         self.use_baseline = use_baseline
         self.reset_on_reward = reset_on_reward
         self.incomplete_episodes = incomplete_episodes

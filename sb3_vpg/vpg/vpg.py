@@ -12,7 +12,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
-from sb3_vpg.common.buffers import INCOMPLETE_EPISODE_MODES, MonteCarloBufferMixin, VPGDictRolloutBuffer, VPGRolloutBuffer
+from sb3_vpg.common.buffers import MonteCarloBufferMixin, VPGDictRolloutBuffer, VPGRolloutBuffer, check_incomplete_episodes
 
 SelfVPG = TypeVar("SelfVPG", bound="VPG")
 
@@ -356,7 +356,9 @@ def _check_hyperparameters(
         raise ValueError(f"learning_rate must be > 0 (or a schedule), got {learning_rate}")
     if isinstance(n_steps, bool) or not isinstance(n_steps, int | np.integer) or n_steps < 1:
         raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1):
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1
+    ):
         raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
     if not 0 < gamma <= 1:
         raise ValueError(f"gamma must be in (0, 1], got {gamma}")
@@ -366,10 +368,7 @@ def _check_hyperparameters(
         raise ValueError(f"vf_coef must be >= 0, got {vf_coef}")
     if max_grad_norm is not None and not max_grad_norm > 0:
         raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm}")
-    if incomplete_episodes not in INCOMPLETE_EPISODE_MODES:
-        raise ValueError(f"incomplete_episodes must be one of {INCOMPLETE_EPISODE_MODES}, got {incomplete_episodes!r}")
-    if incomplete_episodes == "bootstrap" and not use_baseline:
-        raise ValueError("incomplete_episodes='bootstrap' needs a learned value baseline: set use_baseline=True")
+    check_incomplete_episodes(incomplete_episodes, use_baseline)
     if isinstance(n_critic_updates, bool) or not isinstance(n_critic_updates, int | np.integer) or n_critic_updates < 0:
         raise ValueError(f"n_critic_updates must be an integer >= 0, got {n_critic_updates!r}")
 

@@ -131,3 +131,31 @@ def test_reward_to_go_matches_naive_reference(data, n_steps, n_envs, gamma, boot
     np.testing.assert_array_equal(has_return, expected_has_return)
     np.testing.assert_allclose(returns[has_return], expected_returns[has_return], rtol=1e-9, atol=1e-6)
     assert np.all(np.isfinite(returns))
+
+
+def test_atari_life_loss_ends_the_return():
+    ale_py = pytest.importorskip("ale_py")
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_atari_env
+
+    gym.register_envs(ale_py)
+    # SB3's AtariWrapper reports each lost life as an episode end; Monitor still counts whole games
+    env = make_atari_env("BreakoutNoFrameskip-v4", n_envs=1, seed=0)
+    model = VPG("CnnPolicy", env, n_steps=300, seed=0)
+    seen = {}
+
+    class Capture(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            buffer = self.model.rollout_buffer
+            seen.update(ends=buffer.episode_ends[:, 0].copy(), rewards=buffer.raw_rewards[:, 0].copy())
+            seen.update(returns=buffer.returns[:, 0].copy(), games=len(self.model.ep_info_buffer))
+
+    model.learn(300, callback=Capture())
+    env.close()
+    n_ends = int(seen["ends"].sum())
+    assert n_ends >= 3 and n_ends > seen["games"]  # lives were lost inside games
+    # The return restarts at each lost life: at an end, it is that step's reward alone
+    np.testing.assert_allclose(seen["returns"][seen["ends"]], seen["rewards"][seen["ends"]])

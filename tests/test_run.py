@@ -230,3 +230,15 @@ def test_critic_passes_move_only_the_critic():
     actor_with, critic_with = train(3)
     assert th.equal(actor_without, actor_with)
     assert not th.allclose(critic_without, critic_with)
+
+
+def test_critic_passes_leave_a_shared_cnn_untouched():
+    def train(n_critic_updates):
+        env = make_vec_env(SeededImageEnv, n_envs=2, seed=0)
+        model = VPG("CnnPolicy", env, n_steps=16, batch_size=8, use_baseline=True, n_critic_updates=n_critic_updates, seed=0)
+        model.learn(32)
+        return {name: param.detach().clone() for name, param in model.policy.named_parameters()}
+
+    without, with_passes = train(0), train(2)
+    assert all(th.equal(without[name], with_passes[name]) for name in without if not name.startswith("value_net"))
+    assert not th.equal(without["value_net.weight"], with_passes["value_net.weight"])

@@ -8,6 +8,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, BasePolicy, MultiInputActorCriticPolicy
+from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
@@ -301,20 +302,20 @@ class VPG(OnPolicyAlgorithm):
         return total / n_used
 
     def _fit_critic(self) -> None:
-        """``n_critic_updates`` passes of value regression on ``G`` that move the critic-only parameters."""
-        critic_modules = [self.policy.mlp_extractor.value_net, self.policy.value_net]
-        if not self.policy.share_features_extractor:
-            critic_modules.append(self.policy.vf_features_extractor)
-        critic_params = {param for module in critic_modules for param in module.parameters()}
+        """
+        ``n_critic_updates`` passes of value regression on ``G`` that move the critic's own layers only: a
+        features extractor shared with the actor runs without gradient, so the passes never change the policy.
+        """
+        policy = self.policy
         for _ in range(self.n_critic_updates):
             for rollout_data in self.rollout_buffer.get(self.batch_size):
-                values = self.policy.predict_values(rollout_data.observations).flatten()
-                self.policy.optimizer.zero_grad()
+                with th.set_grad_enabled(not policy.share_features_extractor):
+                    obs = preprocess_obs(rollout_data.observations, self.observation_space, policy.normalize_images)
+                    features = policy.vf_features_extractor(obs)
+                values = policy.value_net(policy.mlp_extractor.forward_critic(features)).flatten()
+                policy.optimizer.zero_grad()  # also clears the actor's gradients, so the optimizer skips it
                 F.mse_loss(rollout_data.returns, values).backward()
-                for param in self.policy.parameters():
-                    if param not in critic_params:
-                        param.grad = None
-                self.policy.optimizer.step()
+                policy.optimizer.step()
 
     def learn(
         self: SelfVPG,

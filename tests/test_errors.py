@@ -76,3 +76,10 @@ def test_non_finite_reward_raises_with_env_index_and_step():
     with pytest.raises(ValueError, match=r"Env 1 returned a non-finite reward \(nan\) at step 6"):
         model.learn(16)
     assert all(np.isfinite(param.detach().numpy()).all() for param in model.policy.parameters())
+
+
+@pytest.mark.parametrize("name", ["learning_rate", "gamma", "ent_coef", "vf_coef", "max_grad_norm"])
+def test_non_number_hyperparameter_is_a_type_error(name):
+    # YAML 1.1 reads 7e-4 (no dot) as a string: it must fail by name, not in a comparison deep inside
+    with pytest.raises(TypeError, match=name):
+        VPG("MlpPolicy", "CartPole-v1", **{name: "7e-4"})

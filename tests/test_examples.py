@@ -9,14 +9,29 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-@pytest.mark.parametrize("script", ["cartpole.py", "pong.py"])
-def test_example_runs(script, tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), "--tiny", "--logdir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def run_example(*args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+@pytest.mark.parametrize("script", ["cartpole.py", "pong.py", "continuous_control.py", "returns_callback.py"])
+def test_example_runs(script, tmp_path):
+    extra = ["--save", str(tmp_path / "models")] if script == "continuous_control.py" else []
+    result = run_example(str(EXAMPLES / script), "--tiny", "--logdir", str(tmp_path), *extra)
     assert (tmp_path / "VPG_1").is_dir()
     assert "tensorboard --logdir" in result.stdout
+    if script == "continuous_control.py":  # the VecNormalize statistics are saved beside the model
+        assert sorted(path.name for path in (tmp_path / "models").iterdir()) == [
+            "vpg_HalfCheetah-v5.zip",
+            "vpg_HalfCheetah-v5_vecnormalize.pkl",
+        ]
+    if script == "returns_callback.py":  # the callback read the returns of both rollouts
+        assert result.stdout.count(" returns, median ") == 2
+
+
+def test_plot_run_draws_a_finished_run(tmp_path):
+    run_example(str(EXAMPLES / "cartpole.py"), "--tiny", "--logdir", str(tmp_path))
+    result = run_example(str(EXAMPLES / "plot_run.py"), str(tmp_path / "VPG_1"))
+    assert (tmp_path / "VPG_1.png").stat().st_size > 10_000
+    assert "points of rollout/ep_rew_mean" in result.stdout

@@ -242,3 +242,27 @@ def test_critic_passes_leave_a_shared_cnn_untouched():
     without, with_passes = train(0), train(2)
     assert all(th.equal(without[name], with_passes[name]) for name in without if not name.startswith("value_net"))
     assert not th.equal(without["value_net.weight"], with_passes["value_net.weight"])
+
+
+@pytest.mark.parametrize("use_baseline", [False, True])
+def test_critic_runs_only_with_a_baseline(use_baseline):
+    # Pure REINFORCE never reads V: neither rollout collection nor the update may evaluate the critic
+    model = VPG("MlpPolicy", "CartPole-v1", n_steps=64, use_baseline=use_baseline, seed=0)
+    calls = []
+    model.policy.value_net.register_forward_hook(lambda *_: calls.append(1))
+    model.learn(128)
+    assert bool(calls) == use_baseline
+
+
+@pytest.mark.parametrize("use_baseline", [False, True])
+def test_update_memory_is_bounded_by_batch_size(use_baseline):
+    # With batch_size set, no forward pass of the update (policy step, KL estimate, critic passes) sees more than
+    # batch_size samples, whatever the rollout size: the update's memory does not grow with n_steps * n_envs
+    for n_steps in (256, 1024):
+        env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+        model = VPG("MlpPolicy", env, n_steps=n_steps, batch_size=64, use_baseline=use_baseline, seed=0)
+        rows: list[int] = []
+        for net in (model.policy.mlp_extractor.policy_net, model.policy.mlp_extractor.value_net):
+            net.register_forward_hook(lambda _, inputs, __, rows=rows: rows.append(inputs[0].shape[0]))
+        model.learn(n_steps * 2)  # one rollout of n_steps * 2 samples, one update
+        assert max(rows) == 64, (n_steps, max(rows))

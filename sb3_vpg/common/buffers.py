@@ -163,23 +163,31 @@ class MonteCarloBufferMixin:
 
     def get(self, batch_size: int | None = None) -> Generator[Any, None, None]:
         """
-        Yield the samples that have a return, in rollout order (VPG takes one gradient step per rollout,
+        Yield the samples that have a return, step by step (VPG takes one gradient step per rollout,
         so there is nothing to shuffle), ``batch_size`` at a time (all at once when None).
         """
         assert self.full, "The rollout is not complete"
         if not self.generator_ready:
-            # SB3's get() flattens (n_steps, n_envs, ...) arrays into (n_envs * n_steps, ...) ones.
+            # Flatten (n_steps, n_envs, ...) into (n_steps * n_envs, ...) in step-major order: a free view, where
+            # SB3's swap_and_flatten copies into env-major order (for Atari, a copy of every frame of the rollout).
+            # One gradient step on the sum over samples does not depend on their order.
             if isinstance(self.observations, dict):
-                self.observations = {key: self.swap_and_flatten(obs) for key, obs in self.observations.items()}
+                self.observations = {key: _flatten(obs) for key, obs in self.observations.items()}
             else:
-                self.observations = self.swap_and_flatten(self.observations)
+                self.observations = _flatten(self.observations)
             for name in ("actions", "values", "log_probs", "advantages", "returns", "has_return"):
-                setattr(self, name, self.swap_and_flatten(getattr(self, name)))
+                setattr(self, name, _flatten(getattr(self, name)))
             self.generator_ready = True
         indices = np.flatnonzero(self.has_return)
         batch_size = batch_size or max(len(indices), 1)
         for start in range(0, len(indices), batch_size):
             yield self._get_samples(indices[start : start + batch_size])  # type: ignore[attr-defined]
+
+
+def _flatten(array: np.ndarray) -> np.ndarray:
+    """``(n_steps, n_envs, *shape)`` to ``(n_steps * n_envs, *shape)`` (at least 2-D, as SB3's buffers give), without a copy."""
+    n_steps, n_envs, *shape = array.shape
+    return array.reshape(n_steps * n_envs, *(shape or [1]))
 
 
 _BUFFER_PARAMS = """

@@ -10,8 +10,20 @@ from typing import Any
 import yaml
 from stable_baselines3.common.utils import LinearSchedule
 
-#: Keys of an entry that describe the run rather than the algorithm.
-RUN_KEYS = ("n_envs", "n_timesteps", "policy")
+#: Keys of an entry that describe the run rather than the algorithm: rl_zoo3 applies the env settings
+#: (``normalize``, ``frame_stack``, ``env_wrapper``, ...) itself; a plain script has to apply them.
+RUN_KEYS = (
+    "n_envs",
+    "n_timesteps",
+    "policy",
+    "normalize",
+    "frame_stack",
+    "env_wrapper",
+    "vec_env_wrapper",
+    "env_kwargs",
+    "monitor_kwargs",
+    "callback",
+)
 
 
 def load_hyperparams(env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -21,7 +33,8 @@ def load_hyperparams(env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     rl_zoo3's ``lin_<value>`` learning rates become a linear decay from ``value`` to 0, as in the zoo.
 
     :param env_id: the entry's key, e.g. ``"CartPole-v1"``
-    :return: ``(run, kwargs)``: ``n_envs``, ``n_timesteps`` and ``policy``, then the ``VPG`` constructor arguments
+    :return: ``(run, kwargs)``: ``n_envs``, ``n_timesteps``, ``policy`` and the entry's other :data:`RUN_KEYS`,
+        then the ``VPG`` constructor arguments
     """
     text = (importlib.resources.files("sb3_vpg") / "hyperparams" / "vpg.yml").read_text()
     entries = yaml.safe_load(text)

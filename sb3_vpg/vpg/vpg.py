@@ -1,3 +1,5 @@
+import io
+import pathlib
 import warnings
 from typing import Any, ClassVar, TypeVar
 
@@ -7,13 +9,17 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, BasePolicy, MultiInputActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 from sb3_vpg.common.buffers import MonteCarloBufferMixin, VPGDictRolloutBuffer, VPGRolloutBuffer, check_incomplete_episodes
+from sb3_vpg.common.checks import check_observations, check_returns, check_rewards, watch_parameters
+from sb3_vpg.common.io import check_model_file, get_rng_state, set_rng_state
+from sb3_vpg.common.workers import WorkerGuard
+from sb3_vpg.vpg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfVPG = TypeVar("SelfVPG", bound="VPG")
 
@@ -24,19 +30,28 @@ SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscret
 class _RecordEnvSteps(BaseCallback):
     """
     Hands each step's rewards and episode ends to the buffer before SB3 adds ``gamma * V(s_T)`` to the
-    rewards of truncated episodes, and stops on a non-finite reward before it reaches the weights.
+    rewards of truncated episodes. It also stops training with a ValueError on a non-finite reward,
+    observation or return before it reaches the weights, and on an optimizer step that leaves non-finite
+    parameters, before anything (a checkpoint) saves them (see ``sb3_vpg.common.checks``).
     """
+
+    def _on_training_start(self) -> None:
+        check_observations(self.model._last_obs, self.num_timesteps, "a reset observation")  # type: ignore[arg-type]
+        self._watch = watch_parameters(self.model.policy.optimizer, lambda: self.model.num_timesteps)
 
     def _on_step(self) -> bool:
         rewards = self.locals["rewards"]
-        if not np.all(np.isfinite(rewards)):
-            env_index = int(np.flatnonzero(~np.isfinite(rewards))[0])
-            raise ValueError(
-                f"Env {env_index} returned a non-finite reward ({rewards[env_index]}) at step {self.num_timesteps}: "
-                "VPG cannot learn from it. Check the environment (or clip its rewards)."
-            )
+        check_rewards(rewards, self.num_timesteps)
+        check_observations(self.locals["new_obs"], self.num_timesteps)
         self.model.rollout_buffer.record_step(rewards, self.locals["dones"])
         return True
+
+    def _on_rollout_end(self) -> None:
+        buffer = self.model.rollout_buffer
+        check_returns(buffer.returns[buffer.has_return], self.num_timesteps)
+
+    def _on_training_end(self) -> None:
+        self._watch.remove()
 
 
 class VPG(OnPolicyAlgorithm):
@@ -99,9 +114,9 @@ class VPG(OnPolicyAlgorithm):
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
-        "MlpPolicy": ActorCriticPolicy,
-        "CnnPolicy": ActorCriticCnnPolicy,
-        "MultiInputPolicy": MultiInputActorCriticPolicy,
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
     }
     rollout_buffer: VPGRolloutBuffer | VPGDictRolloutBuffer  # type: ignore[assignment]
 
@@ -179,6 +194,7 @@ class VPG(OnPolicyAlgorithm):
         self.reset_on_reward = reset_on_reward
         self.incomplete_episodes = incomplete_episodes
         self.n_critic_updates = n_critic_updates
+        self._full_batch: Any = None  # device copy of the rollout during train() when batch_size is None
 
         if _init_setup_model:
             self._setup_model()
@@ -206,6 +222,8 @@ class VPG(OnPolicyAlgorithm):
             "incomplete_episodes": self.incomplete_episodes,
         }
         super()._setup_model()
+        # Pure REINFORCE never reads V: rollouts skip the critic (policies from sb3_vpg.vpg.policies)
+        self.policy.use_critic = self.use_baseline  # type: ignore[assignment]
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
         # Overridden to put _RecordEnvSteps first: it must see the rewards before SB3's truncation bootstrap
@@ -240,9 +258,10 @@ class VPG(OnPolicyAlgorithm):
         weight_mean, weight_std = (weights.mean(), weights.std()) if self.normalize_returns else (0.0, 1.0)
         explained_var = explained_variance(buffer.values[used], returns) if self.use_baseline else None
 
+        self._full_batch = None
         self.policy.optimizer.zero_grad()
         policy_losses, entropy_losses, value_losses = [], [], []
-        for rollout_data in buffer.get(self.batch_size):
+        for rollout_data in self._minibatches():
             share = len(rollout_data.returns) / n_used
             actions = self._as_policy_actions(rollout_data.actions)
             if self.use_baseline:
@@ -273,6 +292,7 @@ class VPG(OnPolicyAlgorithm):
         approx_kl = self._approx_kl(n_used)
         if self.use_baseline:
             self._fit_critic()
+        self._full_batch = None  # free the device copy of the rollout
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/policy_gradient_loss", sum(policy_losses))
@@ -287,6 +307,17 @@ class VPG(OnPolicyAlgorithm):
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
 
+    def _minibatches(self) -> Any:
+        """
+        The samples that have a return, ``batch_size`` at a time. With ``batch_size=None`` the whole batch is
+        copied to the device once per rollout and reused by the KL estimate and the critic passes.
+        """
+        if self.batch_size is not None:
+            return self.rollout_buffer.get(self.batch_size)
+        if self._full_batch is None:
+            self._full_batch = next(self.rollout_buffer.get())
+        return [self._full_batch]
+
     def _as_policy_actions(self, actions: th.Tensor) -> th.Tensor:
         # Convert discrete action from float to long
         return actions.long().flatten() if isinstance(self.action_space, spaces.Discrete) else actions
@@ -295,7 +326,7 @@ class VPG(OnPolicyAlgorithm):
         """KL(pi_old || pi_new) over the used samples, after the step (PPO's low-variance estimator)."""
         total = 0.0
         with th.no_grad():
-            for rollout_data in self.rollout_buffer.get(self.batch_size):
+            for rollout_data in self._minibatches():
                 distribution = self.policy.get_distribution(rollout_data.observations)
                 log_ratio = distribution.log_prob(self._as_policy_actions(rollout_data.actions)) - rollout_data.old_log_prob
                 total += th.sum(th.exp(log_ratio) - 1 - log_ratio).item()
@@ -308,7 +339,7 @@ class VPG(OnPolicyAlgorithm):
         """
         policy = self.policy
         for _ in range(self.n_critic_updates):
-            for rollout_data in self.rollout_buffer.get(self.batch_size):
+            for rollout_data in self._minibatches():
                 with th.set_grad_enabled(not policy.share_features_extractor):
                     obs = preprocess_obs(rollout_data.observations, self.observation_space, policy.normalize_images)
                     features = policy.vf_features_extractor(obs)
@@ -330,14 +361,60 @@ class VPG(OnPolicyAlgorithm):
         Train for ``total_timesteps`` environment steps (default: 1M, an Atari-scale run).
         See ``OnPolicyAlgorithm.learn`` for the other arguments.
         """
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
+        # A SubprocVecEnv worker whose env raised dies silently (or hangs the "fork" start method): name it
+        with WorkerGuard(self.env, lambda: self.num_timesteps):
+            try:
+                return super().learn(
+                    total_timesteps=total_timesteps,
+                    callback=callback,
+                    log_interval=log_interval,
+                    tb_log_name=tb_log_name,
+                    reset_num_timesteps=reset_num_timesteps,
+                    progress_bar=progress_bar,
+                )
+            finally:
+                # Flush the logs, even when interrupted; SB3 leaves each learn()'s TensorBoard writer (a thread) open
+                if not self._custom_logger and getattr(self, "_logger", None) is not None:
+                    self._logger.close()
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Any = None,
+        include: Any = None,
+    ) -> None:
+        """
+        Save the model as SB3 does (see ``BaseAlgorithm.save``), with the state of the global random generators,
+        which ``load`` restores for a seeded model so that a resumed run continues their streams.
+        """
+        self._rng_state = get_rng_state()
+        super().save(path, exclude=exclude, include=include)
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfVPG],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfVPG:
+        """
+        Load a model saved by ``VPG.save`` (see ``BaseAlgorithm.load`` for the arguments). The file is unpickled,
+        which can execute code: load only files you trust (``set_parameters`` reads the weights alone).
+        A missing, truncated or corrupted file, or one saved by another algorithm, raises a clear error
+        (FileNotFoundError, ValueError) before anything is unpickled. A model saved with a seed, and loaded
+        without a new ``seed``, gets back the random generators' state of the save instead of being re-seeded,
+        so a run resumed from a checkpoint continues as the uninterrupted run would (README, "Reliability").
+        """
+        check_model_file(path, cls.__name__)
+        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        rng_state = getattr(model, "_rng_state", None)
+        if model.seed is not None and rng_state is not None and "seed" not in kwargs:
+            set_rng_state(rng_state)
+        return model
 
 
 def _check_hyperparameters(
@@ -352,7 +429,16 @@ def _check_hyperparameters(
     incomplete_episodes: str,
     n_critic_updates: int,
 ) -> None:
-    """Raise a ValueError naming the first hyperparameter out of its range (NaN is out of every range)."""
+    """
+    Raise a TypeError naming the first hyperparameter that is not a number (a string from a config file, say),
+    or a ValueError naming the first out of its range (NaN is out of every range).
+    """
+    numbers = {"gamma": gamma, "ent_coef": ent_coef, "vf_coef": vf_coef, "max_grad_norm": max_grad_norm}
+    if not callable(learning_rate):
+        numbers["learning_rate"] = learning_rate
+    for name, value in numbers.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating)):
+            raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     if not callable(learning_rate) and not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0 (or a schedule), got {learning_rate}")
     if isinstance(n_steps, bool) or not isinstance(n_steps, int | np.integer) or n_steps < 1:

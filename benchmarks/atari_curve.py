@@ -1,0 +1,166 @@
+"""
+Atari learning curve of VPG beside SB3's A2C, within a wall-clock budget (made for the 15-minute GPU sessions).
+
+Each run trains from pixels on ``make_atari_env`` + ``VecFrameStack(4)`` and appends every finished training
+episode (the full game, summed over lives, as ``Monitor`` records it; actions sampled, as rl_zoo3 evaluates
+Atari) to ``{out}/{env}_{algo}_seed{seed}.csv``. ``--plot`` draws the rolling mean of all CSVs in ``out``.
+
+- VPG: the ``atari`` entry of the packaged ``vpg.yml``.
+- A2C: rl_zoo3's published Atari hyperparameters (``a2c.yml``, ``atari``: 16 envs, ent_coef 0.01,
+  vf_coef 0.25, RMSpropTFLike with eps 1e-5; the rest SB3's defaults).
+
+Usage::
+
+    python benchmarks/atari_curve.py --algo vpg --seconds 300 --device cuda --out benchmarks/results/pong &
+    python benchmarks/atari_curve.py --algo a2c --seconds 300 --device cuda --out benchmarks/results/pong &
+    wait; python benchmarks/atari_curve.py --plot --out benchmarks/results/pong
+"""
+
+import argparse
+import ast
+import csv
+import glob
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3 import A2C
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_atari_env
+from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecFrameStack
+
+from sb3_vpg import VPG
+from sb3_vpg.hyperparams import load_hyperparams
+
+ZOO_A2C_ATARI: dict[str, Any] = {
+    "ent_coef": 0.01,
+    "vf_coef": 0.25,
+    "policy_kwargs": {"optimizer_class": RMSpropTFLike, "optimizer_kwargs": {"eps": 1e-5}},
+}
+
+
+def _literal(text: str) -> Any:
+    """A Python literal (``128``, ``7e-4``, ``True``), else the text itself (``drop``)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+class EpisodeLog(BaseCallback):
+    """Appends each finished episode to a CSV, and stops training once the wall-clock budget is spent."""
+
+    def __init__(self, path: str, algo: str, seed: int, seconds: float) -> None:
+        super().__init__()
+        self.path, self.algo, self.seed, self.seconds = path, algo, seed, seconds
+        self.start = time.perf_counter()
+        with open(path, "w", newline="") as file:
+            csv.writer(file).writerow(["algo", "seed", "timesteps", "episode_return", "episode_length", "wall_s"])
+
+    def _on_step(self) -> bool:
+        rows = [
+            [
+                self.algo,
+                self.seed,
+                self.num_timesteps,
+                info["episode"]["r"],
+                info["episode"]["l"],
+                time.perf_counter() - self.start,
+            ]
+            for info in self.locals["infos"]
+            if "episode" in info
+        ]
+        if rows:
+            with open(self.path, "a", newline="") as file:
+                csv.writer(file).writerows(rows)
+        return time.perf_counter() - self.start < self.seconds
+
+
+def train(args: argparse.Namespace) -> None:
+    import ale_py  # noqa: F401  (registers the Atari ids, inherited by the forked workers)
+
+    if args.algo.startswith("vpg"):
+        run, kwargs = load_hyperparams("atari")
+        if args.algo == "vpg_pure":
+            kwargs.update(use_baseline=False, incomplete_episodes=None)
+        for item in args.set:  # e.g. n_steps=128 learning_rate=7e-4
+            key, value = item.split("=", 1)
+            kwargs[key] = _literal(value)
+        model_class: Any = VPG
+    else:
+        run, kwargs = {"n_envs": 16, "policy": "CnnPolicy", "frame_stack": 4}, dict(ZOO_A2C_ATARI)
+        model_class = A2C
+    env = make_atari_env(
+        args.env, n_envs=run["n_envs"], seed=args.seed, vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"}
+    )
+    env = VecFrameStack(env, n_stack=run.get("frame_stack", 4))
+    model = model_class(run["policy"], env, seed=args.seed, device=args.device, verbose=0, **kwargs)
+    os.makedirs(args.out, exist_ok=True)
+    name = args.algo + args.tag
+    path = os.path.join(args.out, f"{args.env}_{name}_seed{args.seed}.csv")
+    start = time.perf_counter()
+    model.learn(args.steps, callback=EpisodeLog(path, name, args.seed, args.seconds))
+    elapsed = time.perf_counter() - start
+    memory = f", GPU peak {th.cuda.max_memory_allocated() / 2**20:.0f} MiB" if th.cuda.is_available() else ""
+    print(
+        f"{name} {kwargs if model_class is VPG else ''}: {model.num_timesteps} steps in {elapsed:.0f} s ({model.num_timesteps / elapsed:.0f} steps/s){memory}"
+    )
+    env.close()
+
+
+def plot(args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    lines = []
+    for path in sorted(glob.glob(os.path.join(args.out, "*.csv"))):
+        with open(path) as file:
+            rows = list(csv.DictReader(file))
+        if not rows:
+            continue
+        steps = np.array([float(row["timesteps"]) for row in rows])
+        returns = np.array([float(row["episode_return"]) for row in rows])
+        window = min(args.window, len(returns))
+        rolling = np.convolve(returns, np.ones(window) / window, mode="valid")
+        label = f"{rows[0]['algo']} (seed {rows[0]['seed']})"
+        ax.plot(steps[window - 1 :], rolling, label=label)
+        last = returns[-window:]
+        lines.append(
+            f"| {label} | {int(steps[-1])} | {len(returns)} | {returns[:window].mean():.1f} | {last.mean():.1f} +- {last.std():.1f} |"
+        )
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(f"training episode return (rolling mean of {args.window})")
+    ax.set_title(args.env)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.out, f"{args.env}.png"), dpi=120)
+    print(f"| run | steps | episodes | first {args.window} episodes | last {args.window} episodes |\n|---|---|---|---|---|")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", choices=["vpg", "vpg_pure", "a2c"], default="vpg")
+    parser.add_argument("--env", default="PongNoFrameskip-v4")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=10_000_000, help="step budget (the wall-clock budget may end it first)")
+    parser.add_argument("--seconds", type=float, default=float("inf"), help="wall-clock budget")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="benchmarks/results/pong")
+    parser.add_argument("--set", nargs="*", default=[], help="VPG settings over vpg.yml's, e.g. n_steps=128")
+    parser.add_argument("--tag", default="", help="suffix of the run's name (to tell apart --set variants)")
+    parser.add_argument("--plot", action="store_true", help="plot the CSVs in --out instead of training")
+    parser.add_argument("--window", type=int, default=10, help="episodes in the rolling mean")
+    args = parser.parse_args()
+    plot(args) if args.plot else train(args)
+
+
+if __name__ == "__main__":
+    main()

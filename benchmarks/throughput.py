@@ -1,0 +1,238 @@
+"""
+Training throughput of VPG against SB3's A2C and PPO, and how close each comes to the limits.
+
+For each case every contender trains on the same VecEnv (same env count, same seed), in rounds
+interleaved A B C ... A B C ..., after one warm-up rollout each; the table gives the median steps/s over
+the rounds and its ratio to A2C. Two limits are measured in the same rounds:
+
+- ``collect``: SB3's rollout collection with the same policy and no update (an A2C whose ``train`` does
+  nothing, with VPG's ``n_steps``), the bound for an algorithm that updates once per rollout;
+- ``random``: the VecEnv alone, stepped with random actions.
+
+Peak memory: process RSS (CPU) and ``torch.cuda.max_memory_allocated`` per contender (GPU), and with
+``--update-memory`` the GPU memory of one VPG update on a ``16 x 1024`` CnnPolicy rollout for several
+``batch_size`` values.
+
+Usage::
+
+    python benchmarks/throughput.py --case cartpole            # CPU, 8 DummyVecEnv, one torch thread
+    python benchmarks/throughput.py --case pong --device cuda  # GPU, 16 SubprocVecEnv
+"""
+
+import argparse
+import csv
+import inspect
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecFrameStack
+
+from sb3_vpg import VPG
+
+
+class _CollectOnly(A2C):
+    """SB3's rollout collection with A2C's policy and no update: the bound for one update per rollout."""
+
+    def train(self) -> None:
+        pass
+
+
+def make_env(case: str, n_envs: int, seed: int) -> VecEnv:
+    if case == "cartpole":
+        return make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
+    import ale_py  # noqa: F401  (registers the Atari ids)
+
+    # fork: the workers inherit the Atari ids that importing ale_py registered
+    env = make_atari_env(
+        "PongNoFrameskip-v4", n_envs=n_envs, seed=seed, vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"}
+    )
+    return VecFrameStack(env, n_stack=4)
+
+
+def build(name: str, case: str, env: VecEnv, seed: int, device: str) -> Any:
+    """Each algorithm with its defaults; on Pong, PPO with rl_zoo3's Atari settings (its defaults need minutes per update)."""
+    policy = "MlpPolicy" if case == "cartpole" else "CnnPolicy"
+    kwargs: dict[str, Any] = {"seed": seed, "device": device, "verbose": 0}
+    if name == "vpg":
+        return VPG(policy, env, **kwargs)
+    if name == "vpg_baseline":
+        return VPG(policy, env, use_baseline=True, **kwargs)
+    if name == "a2c":
+        return A2C(policy, env, **kwargs)
+    if name == "ppo":
+        if case == "pong":
+            kwargs.update(n_steps=128, n_epochs=4, batch_size=256, learning_rate=2.5e-4, clip_range=0.1, ent_coef=0.01)
+        return PPO(policy, env, **kwargs)
+    if name == "collect":
+        vpg_n_steps = inspect.signature(VPG).parameters["n_steps"].default
+        return _CollectOnly(policy, env, n_steps=vpg_n_steps, **kwargs)
+    raise ValueError(f"Unknown contender {name!r}")
+
+
+class RandomActions:
+    """Steps the VecEnv with random actions: the env's own speed."""
+
+    def __init__(self, env: VecEnv) -> None:
+        self.env = env
+        self.num_timesteps = 0
+
+    def learn(self, total_timesteps: int, **_: Any) -> "RandomActions":
+        self.env.reset()
+        n_envs = self.env.num_envs
+        done_steps = 0
+        while done_steps < total_timesteps:
+            self.env.step(np.array([self.env.action_space.sample() for _ in range(n_envs)]))
+            done_steps += n_envs
+        self.num_timesteps = done_steps
+        return self
+
+
+class _PeakMemoryDuringUpdate(BaseCallback):
+    """Resets CUDA's peak-memory counter at the end of each rollout, so the peak read after learn() is the update's."""
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        th.cuda.synchronize()
+        th.cuda.reset_peak_memory_stats()
+
+
+def update_memory(case: str, seed: int, device: str, batch_sizes: list[int | None]) -> list[dict[str, Any]]:
+    """GPU memory of one VPG update on a 16 envs x 1024 steps rollout, for each batch_size."""
+    rows = []
+    env = make_env(case, 16, seed)
+    for batch_size in batch_sizes:
+        model = VPG(
+            "CnnPolicy" if case == "pong" else "MlpPolicy", env, n_steps=1024, batch_size=batch_size, seed=seed, device=device
+        )
+        th.cuda.synchronize()
+        th.cuda.reset_peak_memory_stats()
+        model.learn(1024 * 16, callback=_PeakMemoryDuringUpdate())
+        th.cuda.synchronize()
+        rows.append(
+            {
+                "batch_size": batch_size,
+                "rollout_samples": 1024 * 16,
+                "update_peak_MiB": th.cuda.max_memory_allocated() / 2**20,
+                "model_MiB": sum(p.numel() * p.element_size() for p in model.policy.parameters()) / 2**20,
+            }
+        )
+        print(rows[-1], flush=True)
+        del model
+        th.cuda.empty_cache()
+    env.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", choices=["cartpole", "pong"], default="cartpole")
+    parser.add_argument("--algos", default="random,collect,a2c,ppo,vpg,vpg_baseline", help="comma-separated contenders")
+    parser.add_argument("--n-envs", type=int, default=None, help="default: 8 (cartpole), 16 (pong)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per timed round (rounded up to whole rollouts)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest for small MLPs on CPU)")
+    parser.add_argument("--update-memory", action="store_true", help="also measure one VPG update's GPU memory (needs CUDA)")
+    parser.add_argument("--rss", action="store_true", help="also run each contender alone in a subprocess for its peak RSS")
+    parser.add_argument("--out", default=None, help="CSV file for the per-round results")
+    args = parser.parse_args()
+
+    th.set_num_threads(args.threads)
+    n_envs = args.n_envs or (8 if args.case == "cartpole" else 16)
+    steps = args.steps or (50_000 if args.case == "cartpole" else 16_384)
+    env = make_env(args.case, n_envs, args.seed)
+    names = args.algos.split(",")
+    models = {
+        name: RandomActions(env) if name == "random" else build(name, args.case, env, args.seed, args.device) for name in names
+    }
+    cuda = args.device.startswith("cuda") and th.cuda.is_available()
+
+    print(f"case={args.case} n_envs={n_envs} device={args.device} torch threads={th.get_num_threads()}", flush=True)
+    for name, model in models.items():  # warm-up: one rollout each (imports, CUDA kernels, env reset)
+        model.learn(1, reset_num_timesteps=True)
+    results: dict[str, list[float]] = {name: [] for name in names}
+    peak_gpu: dict[str, float] = {}
+    rows = []
+    for round_ in range(args.rounds):
+        for name, model in models.items():
+            if cuda:
+                th.cuda.synchronize()
+                th.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            model.learn(steps, reset_num_timesteps=True)
+            if cuda:
+                th.cuda.synchronize()
+                peak_gpu[name] = th.cuda.max_memory_allocated() / 2**20
+            elapsed = time.perf_counter() - start
+            rate = model.num_timesteps / elapsed
+            results[name].append(rate)
+            rows.append({"round": round_, "algo": name, "steps": model.num_timesteps, "seconds": elapsed, "steps_per_s": rate})
+            print(
+                f"round {round_} {name:>12}: {model.num_timesteps} steps in {elapsed:6.2f} s = {rate:8.0f} steps/s", flush=True
+            )
+
+    median = {name: statistics.median(rates) for name, rates in results.items()}
+    reference = median.get("a2c")
+    bound = median.get("collect")
+    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {th.__version__}", end="")
+    print(f", {th.cuda.get_device_name()}" if cuda else "")
+    print(
+        f"\nPeak process RSS (all contenders in one process): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB\n"
+    )
+    print(
+        "| algo | steps/s (median) | min-max | vs A2C | vs collection bound | vs random actions |"
+        + (" GPU peak MiB |" if cuda else "")
+    )
+    print("|---|---|---|---|---|---|" + ("---|" if cuda else ""))
+    for name in names:
+        rates = results[name]
+        cells = [
+            name,
+            f"{median[name]:.0f}",
+            f"{min(rates):.0f}-{max(rates):.0f}",
+            f"{median[name] / reference:.2f}x" if reference else "",
+            f"{median[name] / bound:.2f}x" if bound else "",
+            f"{median[name] / median['random']:.2f}x" if "random" in median else "",
+        ]
+        if cuda:
+            cells.append(f"{peak_gpu.get(name, 0):.0f}")
+        print("| " + " | ".join(cells) + " |")
+    if args.out:
+        with open(args.out, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    env.close()
+    if args.rss:
+        print("\n| algo | peak RSS MiB (alone in a process, one round) |\n|---|---|")
+        for name in names:
+            command = [sys.executable, __file__, "--case", args.case, "--algos", name, "--rounds", "1", "--steps", str(steps)]
+            command += ["--n-envs", str(n_envs), "--device", args.device, "--seed", str(args.seed)]
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            rss = re.search(r"Peak process RSS[^:]*: (\d+)", output).group(1)
+            print(f"| {name} | {rss} |", flush=True)
+    if args.update_memory:
+        if not cuda:
+            sys.exit("--update-memory needs --device cuda")
+        print("\n| batch_size | rollout samples | update peak MiB |\n|---|---|---|")
+        for row in update_memory(args.case, args.seed, args.device, [None, 1024, 256]):
+            print(f"| {row['batch_size']} | {row['rollout_samples']} | {row['update_peak_MiB']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from sb3_vpg.zoo import main
+
+main()

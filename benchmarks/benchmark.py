@@ -59,8 +59,9 @@ def run_dir(out: str, env: str, algo: str, seed: int) -> str:
 
 def train_one(args: argparse.Namespace, env: str, algo: str, seed: int) -> tuple[str, float, int]:
     """One zoo training run; returns (run dir, seconds, exit code). A ``done.json`` marks it finished."""
-    folder = run_dir(args.out, env, algo, seed)
+    folder = run_dir(args.out, env, algo + args.tag, seed)
     zoo_algo, params = ALGOS[algo]
+    params = params + args.params
     command = [sys.executable, "-m", "sb3_vpg.zoo", "train", "--algo", zoo_algo, "--env", env, "--seed", str(seed)]
     command += ["-n", str(args.steps), "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes)]
     command += ["--n-eval-envs", "1", "--num-threads", "1", "-f", folder, "--vec-env", args.vec_env, "--device", args.device]
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
     jobs = [
         (env, algo, seed)
         for env, algo, seed in itertools.product(args.env.split(","), args.algo.split(","), parse_seeds(args.seeds))
-        if not os.path.exists(os.path.join(run_dir(args.out, env, algo, seed), "done.json"))
+        if not os.path.exists(os.path.join(run_dir(args.out, env, algo + args.tag, seed), "done.json"))
     ]
     unknown = {algo for _, algo, _ in jobs} - set(ALGOS)
     if unknown:
@@ -117,6 +118,12 @@ def load_curves(out: str) -> dict[tuple[str, str], dict[int, tuple[np.ndarray, n
     return curves
 
 
+def _algo_order(name: str) -> tuple[int, str]:
+    """Table order: the ALGOS order, then tagged variants after their algo."""
+    base = name.split("+")[0]
+    return (list(ALGOS).index(base) if base in ALGOS else len(ALGOS), name)
+
+
 def report(args: argparse.Namespace) -> None:
     import matplotlib
 
@@ -139,7 +146,7 @@ def report(args: argparse.Namespace) -> None:
     ]
     for env in sorted({env for env, _ in curves}):
         fig, ax = plt.subplots(figsize=(6.4, 4))
-        for algo in [name for name in ALGOS if (env, name) in curves]:
+        for algo in sorted({name for env_, name in curves if env_ == env}, key=_algo_order):
             seeds = curves[(env, algo)]
             length = min(len(steps) for steps, _ in seeds.values())  # align the seeds' evaluation points
             steps = next(iter(seeds.values()))[0][:length]
@@ -180,6 +187,8 @@ def main() -> None:
     train.add_argument("--jobs", type=int, default=1, help="runs at a time (one torch thread each)")
     train.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc"])
     train.add_argument("--device", default="cpu")
+    train.add_argument("--params", nargs="*", default=[], help="extra rl_zoo3 -params for every run, e.g. ent_coef:0.01")
+    train.add_argument("--tag", default="", help="suffix of the algo's results folder (for --params variants)")
     summary = commands.add_parser("report", help="CSV, table and plots of the finished runs")
     for sub in (train, summary):
         sub.add_argument("--out", default=OUT, help="results folder")

@@ -25,6 +25,7 @@ import glob
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -68,7 +69,7 @@ def train_one(args: argparse.Namespace, env: str, algo: str, seed: int) -> tuple
     command += ["--log-interval", "-1"] + (["-params", *params] if params else [])
     os.makedirs(folder, exist_ok=True)
     for stale in glob.glob(os.path.join(folder, zoo_algo, "*")):  # an interrupted attempt starts again
-        subprocess.run(["rm", "-rf", stale], check=True)
+        shutil.rmtree(stale)
     start = time.perf_counter()
     with open(os.path.join(folder, "train.log"), "w") as log:
         code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode

@@ -127,7 +127,6 @@ def update_memory(case: str, seed: int, device: str, batch_sizes: list[int | Non
                 "batch_size": batch_size,
                 "rollout_samples": 1024 * 16,
                 "update_peak_MiB": th.cuda.max_memory_allocated() / 2**20,
-                "model_MiB": sum(p.numel() * p.element_size() for p in model.policy.parameters()) / 2**20,
             }
         )
         print(rows[-1], flush=True)

@@ -31,7 +31,7 @@ class AtomicCheckpointCallback(CheckpointCallback):
         steps), at the first rollout boundary after that
     :param save_path: Folder of the checkpoints (created if needed)
     :param name_prefix: Common prefix of the file names
-    :param save_replay_buffer: Also save the replay buffer (off-policy algorithms only; VPG has none)
+    :param save_replay_buffer: Unused (kept for ``CheckpointCallback``'s signature): VPG has no replay buffer
     :param save_vecnormalize: Also save the ``VecNormalize`` statistics, when the model's env has them
     :param verbose: 2 prints each save
     """
@@ -65,12 +65,6 @@ class AtomicCheckpointCallback(CheckpointCallback):
     def save(self) -> str:
         """Save a checkpoint now, atomically; returns the model's path."""
         # The statistics first: the model file completes a checkpoint, so the newest one always has them
-        if self.save_replay_buffer and getattr(self.model, "replay_buffer", None) is not None:
-            replay_buffer_path = self._checkpoint_path("replay_buffer_", extension="pkl")
-            atomic_write(replay_buffer_path, self.model.save_replay_buffer)  # type: ignore[attr-defined]
-            if self.verbose >= 2:
-                print(f"Saving model replay buffer checkpoint to {replay_buffer_path}")
-
         vec_normalize = self.model.get_vec_normalize_env()
         if self.save_vecnormalize and vec_normalize is not None:
             vec_normalize_path = self._checkpoint_path("vecnormalize_", extension="pkl")

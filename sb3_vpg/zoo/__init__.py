@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from sb3_vpg.hyperparams import RUN_KEYS
 from sb3_vpg.vpg import VPG
 from sb3_vpg.zoo.hyperparams_opt import convert_vpg_params, sample_vpg_params
 
@@ -31,18 +32,9 @@ ALGO = "vpg"
 #: The packaged hyperparameter file, the default ``-conf`` of ``--algo vpg``.
 PACKAGED_CONF = Path(str(importlib.resources.files("sb3_vpg") / "hyperparams" / "vpg.yml"))
 
-#: Keys of an entry that rl_zoo3 consumes itself (the others go to the ``VPG`` constructor).
-ZOO_KEYS = (
-    "n_envs",
-    "n_timesteps",
-    "normalize",
-    "frame_stack",
-    "env_wrapper",
-    "vec_env_wrapper",
-    "callback",
-    "env_kwargs",
-    "monitor_kwargs",
-)
+#: Keys of an entry that rl_zoo3 consumes itself (the others go to the ``VPG`` constructor): the same run keys
+#: that :func:`sb3_vpg.hyperparams.load_hyperparams` sets apart for plain scripts.
+ZOO_KEYS = RUN_KEYS
 #: ``VPG`` arguments rl_zoo3 passes from its command-line flags; an entry must not set them.
 FLAG_KEYS = {"tensorboard_log": "-tb", "seed": "--seed", "verbose": "--verbose", "device": "--device"}
 

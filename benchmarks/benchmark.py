@@ -58,16 +58,43 @@ def run_dir(out: str, env: str, algo: str, seed: int) -> str:
     return os.path.join(out, "runs", env, algo, f"seed{seed}")
 
 
+def zoo_entry_file(zoo_algo: str, env: str, folder: str) -> list[str]:
+    """``--conf-file`` arguments for an env id that rl_zoo3's ``{zoo_algo}.yml`` lacks but holds in another version.
+
+    rl_zoo3 2.9 publishes A2C and PPO hyperparameters for ``HalfCheetah-v4`` and ``Hopper-v4``, not ``-v5``; the
+    newest version it holds is used, written to ``folder/zoo_conf.yml``. Returns ``[]`` when none is needed.
+    """
+    import rl_zoo3
+    import yaml
+
+    if zoo_algo == "vpg":
+        return []
+    with open(os.path.join(os.path.dirname(rl_zoo3.__file__), "hyperparams", f"{zoo_algo}.yml")) as file:
+        published = yaml.safe_load(file)
+    name, _, version = env.rpartition("-v")
+    if env in published or not name or not version.isdigit():
+        return []
+    others = sorted((int(key.rpartition("-v")[2]), key) for key in published if key.rpartition("-v")[0] == name)
+    others = [(number, key) for number, key in others if key.rpartition("-v")[2].isdigit()]
+    if not others:
+        return []
+    path = os.path.join(folder, "zoo_conf.yml")
+    with open(path, "w") as file:
+        yaml.safe_dump({env: published[others[-1][1]]}, file)
+    return ["--conf-file", path]
+
+
 def train_one(args: argparse.Namespace, env: str, algo: str, seed: int) -> tuple[str, float, int]:
     """One zoo training run; returns (run dir, seconds, exit code). A ``done.json`` marks it finished."""
     folder = run_dir(args.out, env, algo + args.tag, seed)
     zoo_algo, params = ALGOS[algo]
     params = params + args.params
+    os.makedirs(folder, exist_ok=True)
     command = [sys.executable, "-m", "sb3_vpg.zoo", "train", "--algo", zoo_algo, "--env", env, "--seed", str(seed)]
+    command += zoo_entry_file(zoo_algo, env, folder)
     command += ["-n", str(args.steps), "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes)]
     command += ["--n-eval-envs", "1", "--num-threads", "1", "-f", folder, "--vec-env", args.vec_env, "--device", args.device]
     command += ["--log-interval", "-1"] + (["-params", *params] if params else [])
-    os.makedirs(folder, exist_ok=True)
     for stale in glob.glob(os.path.join(folder, zoo_algo, "*")):  # an interrupted attempt starts again
         shutil.rmtree(stale)
     start = time.perf_counter()

@@ -136,6 +136,44 @@ def update_memory(case: str, seed: int, device: str, batch_sizes: list[int | Non
     return rows
 
 
+def batch_copy(device: str, n_envs: int = 16, n_steps: int = 1024, repeats: int = 5) -> list[dict[str, Any]]:
+    """
+    Seconds to turn a Pong-shaped rollout (``n_envs x n_steps`` stacks of 4 uint8 84x84 frames) into the one
+    batch of a ``batch_size=None`` update: SB3's gather (a host copy, then a copy to the device), against VPG's
+    ``get()``, with every sample used (VPG: no host copy) and with the last 10% of each env's steps unused
+    (VPG: SB3's gather).
+    """
+    from gymnasium import spaces
+
+    from sb3_vpg.common.buffers import VPGRolloutBuffer
+
+    obs_space = spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    buffer = VPGRolloutBuffer(n_steps, obs_space, spaces.Discrete(6), device=device, n_envs=n_envs)
+    frames = np.random.default_rng(0).integers(0, 256, (n_envs, 4, 84, 84), dtype=np.uint8)
+    for step in range(n_steps):
+        buffer.record_step(np.zeros(n_envs), np.full(n_envs, step == n_steps - 1))
+        buffer.add(frames, np.zeros((n_envs, 1)), np.zeros(n_envs), np.ones(n_envs), th.zeros(n_envs), th.zeros(n_envs))
+    buffer.compute_returns_and_advantage(th.zeros(n_envs), np.ones(n_envs))
+    next(buffer.get())  # flatten once
+    rows = []
+    for used in (1.0, 0.9):
+        buffer.has_return[:] = False
+        buffer.has_return[: int(used * n_steps) * n_envs] = True  # step-major: the last steps of every env unused
+        indices = np.flatnonzero(buffer.has_return)
+        for name in ("sb3_gather", "vpg_get"):
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                batch = buffer._get_samples(indices) if name == "sb3_gather" else next(buffer.get())
+                if device.startswith("cuda"):
+                    th.cuda.synchronize()
+                times.append(time.perf_counter() - start)
+                del batch
+            rows.append({"used": used, "method": name, "seconds": statistics.median(times)})
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=["cartpole", "pong"], default="cartpole")
@@ -147,11 +185,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest for small MLPs on CPU)")
     parser.add_argument("--update-memory", action="store_true", help="also measure one VPG update's GPU memory (needs CUDA)")
+    parser.add_argument("--batch-copy", action="store_true", help="only time the rollout-to-batch copy (see batch_copy)")
     parser.add_argument("--rss", action="store_true", help="also run each contender alone in a subprocess for its peak RSS")
     parser.add_argument("--out", default=None, help="CSV file for the per-round results")
     args = parser.parse_args()
 
     th.set_num_threads(args.threads)
+    if args.batch_copy:
+        print("| used samples | SB3 gather + copy, s | VPG get(), s |\n|---|---|---|")
+        rows = batch_copy(args.device)
+        for sb3, vpg in zip(rows[::2], rows[1::2]):
+            print(f"| {sb3['used']:.0%} | {sb3['seconds']:.3f} | {vpg['seconds']:.3f} |")
+        return
     n_envs = args.n_envs or (8 if args.case == "cartpole" else 16)
     steps = args.steps or (50_000 if args.case == "cartpole" else 16_384)
     env = make_env(args.case, n_envs, args.seed)

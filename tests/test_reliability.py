@@ -371,6 +371,20 @@ def test_diverging_update_is_caught_at_the_optimizer_step():
     assert model._n_updates == 0  # stopped inside the first update
 
 
+def test_non_finite_policy_output_is_caught_before_the_update():
+    # The action distributions skip torch's validation (a device sync per step on GPU), so NaN means reach a Box
+    # env; IdentityEnvBox tolerates NaN actions, and the rollout-end check must stop training before any update.
+    from stable_baselines3.common.envs import IdentityEnvBox
+
+    model = VPG("MlpPolicy", IdentityEnvBox(ep_length=4), n_steps=8, seed=0)
+    model.policy.action_net.register_forward_hook(lambda module, args, output: output * float("nan"))
+    before = parameters(model)
+    with pytest.raises(ValueError, match=r"non-finite action probabilities in the rollout ending at step 8"):
+        model.learn(16)
+    assert model._n_updates == 0
+    assert all(th.equal(a, b) for a, b in zip(before, parameters(model)))
+
+
 # --- Numerical edge cases ------------------------------------------------------------------------------------
 
 

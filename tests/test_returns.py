@@ -159,3 +159,44 @@ def test_atari_life_loss_ends_the_return():
     assert n_ends >= 3 and n_ends > seen["games"]  # lives were lost inside games
     # The return restarts at each lost life: at an end, it is that step's reward alone
     np.testing.assert_allclose(seen["returns"][seen["ends"]], seen["rewards"][seen["ends"]])
+
+
+@pytest.mark.parametrize("dict_obs", [False, True])
+@pytest.mark.parametrize("used_fraction", [1.0, 0.6])
+def test_one_batch_equals_sb3_gather(dict_obs, used_fraction):
+    # A rollout whose samples are all used is handed over without SB3's copy of every sample; same samples
+    from gymnasium import spaces
+
+    from sb3_vpg.common.buffers import VPGDictRolloutBuffer, VPGRolloutBuffer
+
+    image = spaces.Box(0, 255, (3, 8, 8), np.uint8)
+    obs_space = spaces.Dict({"img": image, "vec": spaces.Box(-1, 1, (2,))}) if dict_obs else image
+    buffer_cls = VPGDictRolloutBuffer if dict_obs else VPGRolloutBuffer
+    buffer = buffer_cls(6, obs_space, spaces.Discrete(3), n_envs=4, use_baseline=True, incomplete_episodes="drop")
+    rng = np.random.default_rng(0)
+    for step in range(6):
+        obs = obs_space.sample()
+        obs = (
+            {key: np.stack([obs_space[key].sample() for _ in range(4)]) for key in obs}
+            if dict_obs
+            else np.stack([obs_space.sample() for _ in range(4)])
+        )
+        last_ends = np.array([True, True, used_fraction == 1, used_fraction == 1])  # envs 2-3 may keep a tail
+        buffer.record_step(rng.normal(size=4), rng.random(4) < 0.3 if step < 5 else last_ends)
+        buffer.add(obs, rng.integers(3, size=(4, 1)), rng.normal(size=4), np.zeros(4), th.randn(4), th.randn(4))
+    buffer.compute_returns_and_advantage(th.zeros(4), np.ones(4))
+    (whole,) = buffer.get()
+    indices = np.flatnonzero(buffer.has_return)
+    assert (len(indices) < buffer.has_return.size) == (used_fraction < 1)
+    expected = buffer._get_samples(indices)
+    for ours, theirs in zip(whole, expected, strict=True):
+        if dict_obs and isinstance(ours, dict):
+            assert ours.keys() == theirs.keys() and all(th.equal(ours[key], theirs[key]) for key in ours)
+        else:
+            assert ours.dtype == theirs.dtype and th.equal(ours, theirs)
+    images = whole.observations["img"] if dict_obs else whole.observations
+    buffer_images = buffer.observations["img"] if dict_obs else buffer.observations
+    assert np.shares_memory(images.numpy(), buffer_images) == (used_fraction == 1)
+    assert [len(batch.returns) for batch in buffer.get(5)] == [5] * (len(indices) // 5) + (
+        [len(indices) % 5] if len(indices) % 5 else []
+    )

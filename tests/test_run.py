@@ -12,6 +12,7 @@ from stable_baselines3.common.envs import (
     IdentityEnvMultiDiscrete,
     SimpleMultiObsEnv,
 )
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from sb3_vpg import VPG
@@ -34,6 +35,35 @@ def test_action_spaces(env_fn, use_baseline):
     model.learn(64)
     assert model._n_updates == 2
     assert all(th.isfinite(param).all() for param in model.policy.parameters())
+
+
+@pytest.mark.parametrize("use_sde", [False, True])
+@pytest.mark.parametrize(
+    "env_fn",
+    [
+        lambda: IdentityEnv(dim=3, ep_length=10),
+        lambda: IdentityEnvBox(ep_length=10),
+        lambda: IdentityEnvMultiDiscrete(dim=3, ep_length=10),
+        lambda: IdentityEnvMultiBinary(dim=3, ep_length=10),
+    ],
+    ids=["Discrete", "Box", "MultiDiscrete", "MultiBinary"],
+)
+def test_distributions_skip_validation_with_sb3_numbers(env_fn, use_sde):
+    # No torch argument validation (a device sync per step on GPU), same log-probs and entropies as SB3's policy
+    env = env_fn()
+    if use_sde and not isinstance(env, IdentityEnvBox):
+        pytest.skip("gSDE is for Box actions")
+    model = VPG("MlpPolicy", env, use_baseline=True, use_sde=use_sde, seed=0)
+    sb3_policy = ActorCriticPolicy(env.observation_space, env.action_space, lambda _: 1e-3, use_sde=use_sde)
+    sb3_policy.load_state_dict(model.policy.state_dict())
+    obs = th.as_tensor(np.stack([env.observation_space.sample() for _ in range(6)])).float()
+    actions = model.policy.get_distribution(obs).get_actions()
+    validated_before = th.distributions.Distribution._validate_args
+    distribution = model.policy.get_distribution(obs).distribution
+    assert not any(part._validate_args for part in (distribution if isinstance(distribution, list) else [distribution]))
+    assert th.distributions.Distribution._validate_args == validated_before  # the global default is untouched
+    for ours, theirs in zip(model.policy.evaluate_actions(obs, actions), sb3_policy.evaluate_actions(obs, actions)):
+        assert th.equal(ours, theirs)
 
 
 @pytest.mark.parametrize("sde_sample_freq", [-1, 4])

@@ -120,6 +120,7 @@ class MonteCarloBufferMixin:
         self.episode_ends = np.zeros(shape, dtype=bool)
         self.has_return = np.zeros(shape, dtype=bool)
         self._recorded_pos = 0
+        self._share_memory = False
         super().reset()  # type: ignore[misc]
 
     def record_step(self, rewards: np.ndarray, dones: np.ndarray) -> None:
@@ -180,8 +181,27 @@ class MonteCarloBufferMixin:
             self.generator_ready = True
         indices = np.flatnonzero(self.has_return)
         batch_size = batch_size or max(len(indices), 1)
+        if len(indices) == len(self.has_return) and batch_size >= len(indices):
+            yield self._whole_rollout()
+            return
         for start in range(0, len(indices), batch_size):
             yield self._get_samples(indices[start : start + batch_size])  # type: ignore[attr-defined]
+
+    def _whole_rollout(self) -> Any:
+        """
+        Every sample as one batch, through SB3's ``_get_samples`` on a slice: the arrays are views and
+        :meth:`to_torch` does not copy them again (on CPU no copy at all; on GPU one transfer), where SB3's
+        fancy indexing would copy every sample (for Atari, every frame) before the transfer.
+        """
+        self._share_memory = True
+        try:
+            return self._get_samples(slice(None))  # type: ignore[attr-defined]
+        finally:
+            self._share_memory = False
+
+    def to_torch(self, array: np.ndarray, copy: bool = True) -> th.Tensor:
+        # Overridden so that _whole_rollout can share the buffer's memory (the update only reads its batch)
+        return super().to_torch(array, copy=copy and not self._share_memory)  # type: ignore[misc]
 
 
 def _flatten(array: np.ndarray) -> np.ndarray:

@@ -65,6 +65,20 @@ def check_returns(returns: np.ndarray, step: int) -> None:
         )
 
 
+def check_log_probs(log_probs: np.ndarray, step: int) -> None:
+    """
+    Raise a ValueError when an action of the rollout has a NaN or inf log-probability: the policy's output was
+    not finite (the action distributions are built without torch's argument validation, which would raise at
+    the step itself), so the update must not use the rollout.
+    """
+    if not np.all(np.isfinite(log_probs)):
+        raise ValueError(
+            f"The policy gave non-finite action probabilities in the rollout ending at step {step}, although its "
+            "parameters and the observations were finite: its outputs overflowed. Scale the observations down "
+            "(e.g. VecNormalize) or lower the learning rate."
+        )
+
+
 def check_parameters(parameters: Iterable[th.Tensor], step: int) -> None:
     """Raise a ValueError when NaN or inf is in the parameters (one device sync for all of them)."""
     flags = [th.isfinite(param).all() for param in parameters]

@@ -16,7 +16,7 @@ from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 from sb3_vpg.common.buffers import MonteCarloBufferMixin, VPGDictRolloutBuffer, VPGRolloutBuffer, check_incomplete_episodes
-from sb3_vpg.common.checks import check_observations, check_returns, check_rewards, watch_parameters
+from sb3_vpg.common.checks import check_log_probs, check_observations, check_returns, check_rewards, watch_parameters
 from sb3_vpg.common.io import check_model_file, get_rng_state, set_rng_state
 from sb3_vpg.common.workers import WorkerGuard
 from sb3_vpg.vpg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
@@ -49,6 +49,7 @@ class _RecordEnvSteps(BaseCallback):
     def _on_rollout_end(self) -> None:
         buffer = self.model.rollout_buffer
         check_returns(buffer.returns[buffer.has_return], self.num_timesteps)
+        check_log_probs(buffer.log_probs, self.num_timesteps)
 
     def _on_training_end(self) -> None:
         self._watch.remove()

@@ -3,7 +3,9 @@ Atari learning curve of VPG beside SB3's A2C, within a wall-clock budget (made f
 
 Each run trains from pixels on ``make_atari_env`` + ``VecFrameStack(4)`` and appends every finished training
 episode (the full game, summed over lives, as ``Monitor`` records it; actions sampled, as rl_zoo3 evaluates
-Atari) to ``{out}/{env}_{algo}_seed{seed}.csv``. ``--plot`` draws the rolling mean of all CSVs in ``out``.
+Atari) to ``{out}/{env}_{algo}_seed{seed}.csv``, and saves the model beside it (``.zip``, about 20 MB), so that
+``--resume`` continues the run in a later GPU session (the step count and the CSV go on). ``--plot`` draws the
+rolling mean of all CSVs in ``out``.
 
 - VPG: the ``atari`` entry of the packaged ``vpg.yml``.
 - A2C: rl_zoo3's published Atari hyperparameters (``a2c.yml``, ``atari``: 16 envs, ent_coef 0.01,
@@ -53,12 +55,13 @@ def _literal(text: str) -> Any:
 class EpisodeLog(BaseCallback):
     """Appends each finished episode to a CSV, and stops training once the wall-clock budget is spent."""
 
-    def __init__(self, path: str, algo: str, seed: int, seconds: float) -> None:
+    def __init__(self, path: str, algo: str, seed: int, seconds: float, append: bool = False) -> None:
         super().__init__()
         self.path, self.algo, self.seed, self.seconds = path, algo, seed, seconds
         self.start = time.perf_counter()
-        with open(path, "w", newline="") as file:
-            csv.writer(file).writerow(["algo", "seed", "timesteps", "episode_return", "episode_length", "wall_s"])
+        if not append:
+            with open(path, "w", newline="") as file:
+                csv.writer(file).writerow(["algo", "seed", "timesteps", "episode_return", "episode_length", "wall_s"])
 
     def _on_step(self) -> bool:
         rows = [
@@ -94,19 +97,32 @@ def train(args: argparse.Namespace) -> None:
         run, kwargs = {"n_envs": 16, "policy": "CnnPolicy", "frame_stack": 4}, dict(ZOO_A2C_ATARI)
         model_class = A2C
     env = make_atari_env(
-        args.env, n_envs=run["n_envs"], seed=args.seed, vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"}
+        args.env,
+        n_envs=args.n_envs or run["n_envs"],
+        seed=args.seed,
+        vec_env_cls=SubprocVecEnv,
+        vec_env_kwargs={"start_method": "fork"},
     )
     env = VecFrameStack(env, n_stack=run.get("frame_stack", 4))
-    model = model_class(run["policy"], env, seed=args.seed, device=args.device, verbose=0, **kwargs)
     os.makedirs(args.out, exist_ok=True)
     name = args.algo + args.tag
     path = os.path.join(args.out, f"{args.env}_{name}_seed{args.seed}.csv")
-    start = time.perf_counter()
-    model.learn(args.steps, callback=EpisodeLog(path, name, args.seed, args.seconds))
+    saved = path[: -len(".csv")] + ".zip"
+    resume = args.resume and os.path.exists(saved) and os.path.exists(path)
+    if resume:  # the same hyperparameters as the saved run; the env and device are this session's
+        model = model_class.load(saved, env=env, device=args.device)
+        print(f"{name}: resuming {saved} at {model.num_timesteps} steps")
+    else:
+        model = model_class(run["policy"], env, seed=args.seed, device=args.device, verbose=0, **kwargs)
+    start, steps_before = time.perf_counter(), model.num_timesteps
+    callback = EpisodeLog(path, name, args.seed, args.seconds, append=resume)
+    model.learn(args.steps, callback=callback, reset_num_timesteps=not resume)
     elapsed = time.perf_counter() - start
+    model.save(saved)
     memory = f", GPU peak {th.cuda.max_memory_allocated() / 2**20:.0f} MiB" if th.cuda.is_available() else ""
     print(
-        f"{name} {kwargs if model_class is VPG else ''}: {model.num_timesteps} steps in {elapsed:.0f} s ({model.num_timesteps / elapsed:.0f} steps/s){memory}"
+        f"{name} {kwargs if model_class is VPG else ''}: {model.num_timesteps - steps_before} steps in {elapsed:.0f} s "
+        f"({(model.num_timesteps - steps_before) / elapsed:.0f} steps/s, {model.num_timesteps} in all){memory}"
     )
     env.close()
 
@@ -150,9 +166,13 @@ def main() -> None:
     parser.add_argument("--algo", choices=["vpg", "vpg_pure", "a2c"], default="vpg")
     parser.add_argument("--env", default="PongNoFrameskip-v4")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=10_000_000, help="step budget (the wall-clock budget may end it first)")
+    parser.add_argument(
+        "--steps", type=int, default=10_000_000, help="steps of this session (the wall-clock budget may end it first)"
+    )
     parser.add_argument("--seconds", type=float, default=float("inf"), help="wall-clock budget")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--n-envs", type=int, default=None, help="default: the entry's (16)")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in --out, if there is one")
     parser.add_argument("--out", default="benchmarks/results/pong")
     parser.add_argument("--set", nargs="*", default=[], help="VPG settings over vpg.yml's, e.g. n_steps=128")
     parser.add_argument("--tag", default="", help="suffix of the run's name (to tell apart --set variants)")

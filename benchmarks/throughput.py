@@ -141,7 +141,8 @@ def batch_copy(device: str, n_envs: int = 16, n_steps: int = 1024, repeats: int 
     Seconds to turn a Pong-shaped rollout (``n_envs x n_steps`` stacks of 4 uint8 84x84 frames) into the one
     batch of a ``batch_size=None`` update: SB3's gather (a host copy, then a copy to the device), against VPG's
     ``get()``, with every sample used (VPG: no host copy) and with the last 10% of each env's steps unused
-    (VPG: SB3's gather).
+    (VPG: SB3's gather on CPU, the whole rollout copied and the used samples selected on a CUDA device), and
+    that device-side selection forced on any device.
     """
     from gymnasium import spaces
 
@@ -160,7 +161,8 @@ def batch_copy(device: str, n_envs: int = 16, n_steps: int = 1024, repeats: int 
         buffer.has_return[:] = False
         buffer.has_return[: int(used * n_steps) * n_envs] = True  # step-major: the last steps of every env unused
         indices = np.flatnonzero(buffer.has_return)
-        for name in ("sb3_gather", "vpg_get"):
+        for name in ("sb3_gather", "vpg_get", "device_gather"):
+            buffer.gather_on_device = True if name == "device_gather" else None
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
@@ -192,10 +194,10 @@ def main() -> None:
 
     th.set_num_threads(args.threads)
     if args.batch_copy:
-        print("| used samples | SB3 gather + copy, s | VPG get(), s |\n|---|---|---|")
+        print("| used samples | SB3 gather + copy, s | VPG get(), s | whole copy + device selection, s |\n|---|---|---|---|")
         rows = batch_copy(args.device)
-        for sb3, vpg in zip(rows[::2], rows[1::2]):
-            print(f"| {sb3['used']:.0%} | {sb3['seconds']:.3f} | {vpg['seconds']:.3f} |")
+        for sb3, vpg, device_side in zip(rows[::3], rows[1::3], rows[2::3]):
+            print(f"| {sb3['used']:.0%} | {sb3['seconds']:.3f} | {vpg['seconds']:.3f} | {device_side['seconds']:.3f} |")
         return
     n_envs = args.n_envs or (8 if args.case == "cartpole" else 16)
     steps = args.steps or (50_000 if args.case == "cartpole" else 16_384)

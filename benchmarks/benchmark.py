@@ -74,13 +74,17 @@ def zoo_entry_file(zoo_algo: str, env: str, folder: str) -> list[str]:
     name, _, version = env.rpartition("-v")
     if env in published or not name or not version.isdigit():
         return []
-    others = sorted((int(key.rpartition("-v")[2]), key) for key in published if key.rpartition("-v")[0] == name)
-    others = [(number, key) for number, key in others if key.rpartition("-v")[2].isdigit()]
-    if not others:
+    versions = {
+        int(number): key
+        for key in published
+        for base, _, number in [key.rpartition("-v")]
+        if base == name and number.isdigit()
+    }
+    if not versions:
         return []
     path = os.path.join(folder, "zoo_conf.yml")
     with open(path, "w") as file:
-        yaml.safe_dump({env: published[others[-1][1]]}, file)
+        yaml.safe_dump({env: published[versions[max(versions)]]}, file)
     return ["--conf-file", path]
 
 

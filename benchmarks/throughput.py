@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch as th
 from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecFrameStack
@@ -139,10 +140,9 @@ def update_memory(case: str, seed: int, device: str, batch_sizes: list[int | Non
 def batch_copy(device: str, n_envs: int = 16, n_steps: int = 1024, repeats: int = 5) -> list[dict[str, Any]]:
     """
     Seconds to turn a Pong-shaped rollout (``n_envs x n_steps`` stacks of 4 uint8 84x84 frames) into the one
-    batch of a ``batch_size=None`` update: SB3's gather (a host copy, then a copy to the device), against VPG's
-    ``get()``, with every sample used (VPG: no host copy) and with the last 10% of each env's steps unused
-    (VPG: SB3's gather on CPU, the whole rollout copied and the used samples selected on a CUDA device), and
-    that device-side selection forced on any device.
+    batch of a ``batch_size=None`` update: SB3's own ``RolloutBuffer._get_samples`` on the same arrays (a gather,
+    then a copy in ``to_torch``), against VPG's ``get()``, with every sample used (VPG: no copy on CPU) and with the
+    last 10% of each env's steps unused (VPG: the gather alone on CPU, no second copy).
     """
     from gymnasium import spaces
 
@@ -156,17 +156,19 @@ def batch_copy(device: str, n_envs: int = 16, n_steps: int = 1024, repeats: int 
         buffer.add(frames, np.zeros((n_envs, 1)), np.zeros(n_envs), np.ones(n_envs), th.zeros(n_envs), th.zeros(n_envs))
     buffer.compute_returns_and_advantage(th.zeros(n_envs), np.ones(n_envs))
     next(buffer.get())  # flatten once
+    sb3 = RolloutBuffer(n_steps, obs_space, spaces.Discrete(6), device=device, n_envs=n_envs)
+    for name in ("observations", "actions", "values", "log_probs", "advantages", "returns"):
+        setattr(sb3, name, getattr(buffer, name))  # the same flattened arrays, read by SB3's code
     rows = []
     for used in (1.0, 0.9):
         buffer.has_return[:] = False
         buffer.has_return[: int(used * n_steps) * n_envs] = True  # step-major: the last steps of every env unused
         indices = np.flatnonzero(buffer.has_return)
-        for name in ("sb3_gather", "vpg_get", "device_gather"):
-            buffer.gather_on_device = True if name == "device_gather" else None
+        for name in ("sb3_gather", "vpg_get"):
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
-                batch = buffer._get_samples(indices) if name == "sb3_gather" else next(buffer.get())
+                batch = sb3._get_samples(indices) if name == "sb3_gather" else next(buffer.get())
                 if device.startswith("cuda"):
                     th.cuda.synchronize()
                 times.append(time.perf_counter() - start)
@@ -194,10 +196,10 @@ def main() -> None:
 
     th.set_num_threads(args.threads)
     if args.batch_copy:
-        print("| used samples | SB3 gather + copy, s | VPG get(), s | whole copy + device selection, s |\n|---|---|---|---|")
+        print("| used samples | SB3 _get_samples, s | VPG get(), s |\n|---|---|---|")
         rows = batch_copy(args.device)
-        for sb3, vpg, device_side in zip(rows[::3], rows[1::3], rows[2::3]):
-            print(f"| {sb3['used']:.0%} | {sb3['seconds']:.3f} | {vpg['seconds']:.3f} | {device_side['seconds']:.3f} |")
+        for sb3, vpg in zip(rows[::2], rows[1::2]):
+            print(f"| {sb3['used']:.0%} | {sb3['seconds']:.3f} | {vpg['seconds']:.3f} |")
         return
     n_envs = args.n_envs or (8 if args.case == "cartpole" else 16)
     steps = args.steps or (50_000 if args.case == "cartpole" else 16_384)

@@ -161,10 +161,9 @@ def test_atari_life_loss_ends_the_return():
     np.testing.assert_allclose(seen["returns"][seen["ends"]], seen["rewards"][seen["ends"]])
 
 
-@pytest.mark.parametrize("gather_on_device", [False, True])
 @pytest.mark.parametrize("dict_obs", [False, True])
 @pytest.mark.parametrize("used_fraction", [1.0, 0.6])
-def test_one_batch_equals_sb3_gather(dict_obs, used_fraction, gather_on_device):
+def test_one_batch_equals_sb3_gather(dict_obs, used_fraction):
     # A rollout whose samples are all used is handed over without SB3's copy of every sample; same samples
     from gymnasium import spaces
 
@@ -174,7 +173,6 @@ def test_one_batch_equals_sb3_gather(dict_obs, used_fraction, gather_on_device):
     obs_space = spaces.Dict({"img": image, "vec": spaces.Box(-1, 1, (2,))}) if dict_obs else image
     buffer_cls = VPGDictRolloutBuffer if dict_obs else VPGRolloutBuffer
     buffer = buffer_cls(6, obs_space, spaces.Discrete(3), n_envs=4, use_baseline=True, incomplete_episodes="drop")
-    buffer.gather_on_device = gather_on_device  # the default on CUDA, tested here on CPU
     rng = np.random.default_rng(0)
     for step in range(6):
         obs = obs_space.sample()

@@ -18,9 +18,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 from sb3_vpg import VPG
 from tests.conftest import SeededImageEnv
 
-
-@pytest.mark.parametrize("use_baseline", [False, True])
-@pytest.mark.parametrize(
+EVERY_ACTION_SPACE = pytest.mark.parametrize(
     "env_fn",
     [
         lambda: IdentityEnv(dim=3, ep_length=10),
@@ -30,6 +28,10 @@ from tests.conftest import SeededImageEnv
     ],
     ids=["Discrete", "Box", "MultiDiscrete", "MultiBinary"],
 )
+
+
+@pytest.mark.parametrize("use_baseline", [False, True])
+@EVERY_ACTION_SPACE
 def test_action_spaces(env_fn, use_baseline):
     model = VPG("MlpPolicy", make_vec_env(env_fn, n_envs=2), n_steps=16, batch_size=7, use_baseline=use_baseline, seed=0)
     model.learn(64)
@@ -38,16 +40,7 @@ def test_action_spaces(env_fn, use_baseline):
 
 
 @pytest.mark.parametrize("use_sde", [False, True])
-@pytest.mark.parametrize(
-    "env_fn",
-    [
-        lambda: IdentityEnv(dim=3, ep_length=10),
-        lambda: IdentityEnvBox(ep_length=10),
-        lambda: IdentityEnvMultiDiscrete(dim=3, ep_length=10),
-        lambda: IdentityEnvMultiBinary(dim=3, ep_length=10),
-    ],
-    ids=["Discrete", "Box", "MultiDiscrete", "MultiBinary"],
-)
+@EVERY_ACTION_SPACE
 def test_distributions_skip_validation_with_sb3_numbers(env_fn, use_sde):
     # No torch argument validation (a device sync per step on GPU), same log-probs and entropies as SB3's policy
     env = env_fn()

@@ -99,9 +99,6 @@ class MonteCarloBufferMixin:
     values: np.ndarray
     advantages: np.ndarray
     observations: Any
-    #: Where a one-batch update drops the samples without a return: after the copy to the device (True), or on
-    #: the host with SB3's gather (False). None: on the device for CUDA, where it saves a host copy of the rollout.
-    gather_on_device: bool | None = None
 
     def __init__(
         self,
@@ -123,7 +120,6 @@ class MonteCarloBufferMixin:
         self.episode_ends = np.zeros(shape, dtype=bool)
         self.has_return = np.zeros(shape, dtype=bool)
         self._recorded_pos = 0
-        self._share_memory = False
         super().reset()  # type: ignore[misc]
 
     def record_step(self, rewards: np.ndarray, dones: np.ndarray) -> None:
@@ -184,38 +180,16 @@ class MonteCarloBufferMixin:
             self.generator_ready = True
         indices = np.flatnonzero(self.has_return)
         batch_size = batch_size or max(len(indices), 1)
-        if batch_size >= len(indices) and (len(indices) == len(self.has_return) or self._gather_on_device()):
-            yield self._one_batch(indices)
+        if len(indices) == len(self.has_return) and batch_size >= len(indices):
+            yield self._get_samples(slice(None))  # type: ignore[attr-defined]  # every sample: views, no gather
             return
         for start in range(0, len(indices), batch_size):
             yield self._get_samples(indices[start : start + batch_size])  # type: ignore[attr-defined]
 
-    def _gather_on_device(self) -> bool:
-        """Select the used samples after the copy to the device (fast there; on CPU numpy's gather is faster)."""
-        return self.gather_on_device if self.gather_on_device is not None else self.device.type == "cuda"  # type: ignore[attr-defined]
-
-    def _one_batch(self, indices: np.ndarray) -> Any:
-        """
-        The samples at ``indices`` as one batch, through SB3's ``_get_samples`` on a slice: the arrays are views
-        that :meth:`to_torch` does not copy again (on CPU no copy at all; on GPU one transfer), where SB3's fancy
-        indexing would copy every sample (for Atari, every frame) before the transfer. Unused samples, if any, are
-        dropped on the device.
-        """
-        self._share_memory = True
-        try:
-            whole = self._get_samples(slice(None))  # type: ignore[attr-defined]
-        finally:
-            self._share_memory = False
-        if len(indices) == len(self.has_return):
-            return whole
-        take = th.as_tensor(indices, device=self.device)  # type: ignore[attr-defined]
-        return type(whole)(
-            *({key: part[take] for key, part in field.items()} if isinstance(field, dict) else field[take] for field in whole)
-        )
-
     def to_torch(self, array: np.ndarray, copy: bool = True) -> th.Tensor:
-        # Overridden so that _one_batch can share the buffer's memory (the update only reads its batch)
-        return super().to_torch(array, copy=copy and not self._share_memory)  # type: ignore[misc]
+        # Overridden never to copy on CPU: nothing writes to a complete rollout's arrays (reset() makes new ones),
+        # and every other array handed here is already a fresh copy (a gather, flatten() or astype()).
+        return super().to_torch(array, copy=False)  # type: ignore[misc]
 
 
 def _flatten(array: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ Each run trains from pixels on ``make_atari_env`` + ``VecFrameStack(4)`` and app
 episode (the full game, summed over lives, as ``Monitor`` records it; actions sampled, as rl_zoo3 evaluates
 Atari) to ``{out}/{env}_{algo}_seed{seed}.csv``, and saves the model beside it (``.zip``, about 20 MB), so that
 ``--resume`` continues the run in a later GPU session (the step count and the CSV go on). ``--plot`` draws the
-rolling mean of all CSVs in ``out``.
+rolling mean of all CSVs in ``out``; ``--probe`` checks saved models for a collapsed policy (entropy, and the
+scale of the CNN features that feed it) on a fixed set of frames.
 
 - VPG: the ``atari`` entry of the packaged ``vpg.yml``.
 - A2C: rl_zoo3's published Atari hyperparameters (``a2c.yml``, ``atari``: 16 envs, ent_coef 0.01,
@@ -16,6 +17,7 @@ Usage::
     python benchmarks/atari_curve.py --algo vpg --seconds 300 --device cuda --out benchmarks/results/pong &
     python benchmarks/atari_curve.py --algo a2c --seconds 300 --device cuda --out benchmarks/results/pong &
     wait; python benchmarks/atari_curve.py --plot --out benchmarks/results/pong
+    python benchmarks/atari_curve.py --probe benchmarks/results/pong/*.zip
 """
 
 import argparse
@@ -161,6 +163,50 @@ def plot(args: argparse.Namespace) -> None:
     print("\n".join(lines))
 
 
+def probe_frames(env_id: str) -> np.ndarray:
+    """404 frame stacks from random play (4 envs, seed 1, 101 steps), the same on every call."""
+    import ale_py  # noqa: F401
+
+    env = VecFrameStack(make_atari_env(env_id, n_envs=4, seed=1), n_stack=4)
+    rng = np.random.default_rng(0)
+    frames = [env.reset()] + [env.step(rng.integers(env.action_space.n, size=4))[0] for _ in range(100)]
+    env.close()
+    return np.concatenate(frames)
+
+
+def probe_policy(model: Any, obs: np.ndarray) -> dict[str, float]:
+    """
+    What tells a collapsed policy from one still exploring, on ``obs``: the mean policy entropy, the share of the
+    most frequent greedy action, and the scale of the CNN features and of the logits they give.
+    """
+    policy = model.policy
+    with th.no_grad():
+        features = policy.extract_features(policy.obs_to_tensor(obs)[0], policy.pi_features_extractor)
+        logits = policy.action_net(policy.mlp_extractor.forward_actor(features))
+    return {
+        "entropy": th.distributions.Categorical(logits=logits).entropy().mean().item(),
+        "greedy_share": (th.bincount(logits.argmax(1)).max() / len(logits)).item(),
+        "features_mean": features.mean().item(),
+        "features_max": features.max().item(),
+        "logit_range": (logits.max(1).values - logits.min(1).values).mean().item(),
+    }
+
+
+def probe(args: argparse.Namespace) -> None:
+    obs = probe_frames(args.env)
+    print(
+        f"| model | steps | policy entropy (max {np.log(6):.2f}) | greedy action share | features mean | features max | logit range |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for path in args.probe:
+        model = (A2C if "_a2c" in os.path.basename(path) else VPG).load(path, device="cpu")
+        row = probe_policy(model, obs)
+        print(
+            f"| {os.path.basename(path)} | {model.num_timesteps} | {row['entropy']:.3f} | {row['greedy_share']:.2f} | "
+            f"{row['features_mean']:.3f} | {row['features_max']:.2f} | {row['logit_range']:.2f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algo", choices=["vpg", "vpg_pure", "a2c"], default="vpg")
@@ -178,8 +224,12 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the run's name (to tell apart --set variants)")
     parser.add_argument("--plot", action="store_true", help="plot the CSVs in --out instead of training")
     parser.add_argument("--window", type=int, default=10, help="episodes in the rolling mean")
+    parser.add_argument("--probe", nargs="+", default=None, metavar="ZIP", help="check saved models for collapse")
     args = parser.parse_args()
-    plot(args) if args.plot else train(args)
+    if args.probe:
+        probe(args)
+    else:
+        plot(args) if args.plot else train(args)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+
+from sb3_vpg import VPG
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -52,3 +55,24 @@ def test_atari_curve_resumes_a_saved_run(tmp_path):
     second = run_script(*command)
     assert "resuming" in second and "256 in all" in second
     assert (tmp_path / "PongNoFrameskip-v4_vpg_seed0.zip").is_file()
+    table = run_script(str(BENCHMARKS / "atari_curve.py"), "--probe", str(tmp_path / "PongNoFrameskip-v4_vpg_seed0.zip"))
+    row = table.strip().splitlines()[-1].split("|")
+    assert row[1].strip() == "PongNoFrameskip-v4_vpg_seed0.zip" and row[2].strip() == "256"
+    assert 1.7 < float(row[3]) <= np.log(6)  # 256 steps of training leave the policy near uniform
+
+    # pong_continue.py goes on from that model with a changed learning rate, probing every update
+    out = tmp_path / "continued"
+    log = run_script(
+        str(BENCHMARKS / "pong_continue.py"), str(tmp_path / "PongNoFrameskip-v4_vpg_seed0.zip"), "--out", str(out),
+        "--steps", "128", "--n-envs", "2", "--probe-every", "1", "--set", "learning_rate=2.5e-4",
+    )  # fmt: skip
+    assert "(384 in all)" in log
+    with open(out / "progress.csv") as file:
+        rates = [row["train/learning_rate"] for row in csv.DictReader(file)]
+    assert {float(rate) for rate in rates if rate} == {2.5e-4}  # an update's values are written with the next rollout
+    with open(out / "probe.csv") as file:
+        probes = list(csv.DictReader(file))
+    assert [int(row["timesteps"]) for row in probes] == [320, 384]  # the end of both rollouts
+    assert VPG.load(out / "model.zip").learning_rate == 2.5e-4
+    assert run_script(str(BENCHMARKS / "pong_continue.py"), "--plot", str(out)).strip() == str(tmp_path / "continued.png")
+    assert (tmp_path / "continued.png").stat().st_size > 0

@@ -1,0 +1,120 @@
+"""
+Continue a saved Atari run (an ``atari_curve.py`` model) with some hyperparameters changed, logging every update
+(SB3's ``progress.csv``) and, every ``--probe-every`` updates, the policy probe of ``atari_curve.py --probe``
+(entropy, CNN feature scale) to ``probe.csv``. Made to test on CPU whether a setting keeps a policy from
+collapsing, starting from the same checkpoint as the run that collapsed.
+
+Usage (the numbers of ``benchmarks/RESULTS.md``, 2 CPU cores, one torch thread each)::
+
+    python benchmarks/pong_continue.py vpg_1068000.zip --out runs/lr1e-3 --steps 400000
+    python benchmarks/pong_continue.py vpg_1068000.zip --out runs/lr2.5e-4 --steps 2000000 --set learning_rate=2.5e-4
+    python benchmarks/pong_continue.py --plot runs/lr1e-3 runs/lr2.5e-4     # runs/continued.png
+"""
+
+import argparse
+import ast
+import csv
+import os
+import time
+
+import torch as th
+from atari_curve import probe_frames, probe_policy
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_atari_env
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecFrameStack
+
+from sb3_vpg import VPG
+
+
+class ProbeLog(BaseCallback):
+    """Appends the policy probe to ``{out}/probe.csv`` every ``every`` updates, and saves the model every 100."""
+
+    def __init__(self, out: str, env_id: str, every: int) -> None:
+        super().__init__()
+        self.out, self.every, self.obs = out, every, probe_frames(env_id)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        updates = self.model._n_updates
+        if updates % self.every == 0:
+            row = {"timesteps": self.num_timesteps, **probe_policy(self.model, self.obs)}
+            path = os.path.join(self.out, "probe.csv")
+            new = not os.path.exists(path)
+            with open(path, "a", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=list(row))
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+            print(*(f"{key} {value:.4g}" for key, value in row.items()), flush=True)
+        if updates % 100 == 0:
+            self.model.save(os.path.join(self.out, "model.zip"))
+
+
+def plot(runs: list[str]) -> None:
+    """Policy entropy (probe) and mean game return (last 100 games) against steps, one line per run folder."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    for run in runs:
+        label = os.path.basename(os.path.normpath(run))
+        probes = pd.read_csv(os.path.join(run, "probe.csv"))
+        top.plot(probes["timesteps"], probes["entropy"], label=label)
+        progress = pd.read_csv(os.path.join(run, "progress.csv"))
+        if "rollout/ep_rew_mean" in progress:  # absent until a game ends
+            progress = progress.dropna(subset=["rollout/ep_rew_mean"])
+            bottom.plot(progress["time/total_timesteps"], progress["rollout/ep_rew_mean"], label=label)
+    top.set_ylabel("policy entropy on the probe frames")
+    bottom.set_ylabel("mean return, last 100 games")
+    bottom.set_xlabel("environment steps")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = os.path.join(os.path.dirname(os.path.normpath(runs[0])), "continued.png")
+    fig.savefig(path, dpi=120)
+    print(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", nargs="?", help="a VPG model saved by atari_curve.py")
+    parser.add_argument("--out")
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--set", nargs="*", default=[], help="hyperparameters to change, e.g. learning_rate=2.5e-4")
+    parser.add_argument("--env", default="PongNoFrameskip-v4")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--n-envs", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--probe-every", type=int, default=10, help="updates between probes")
+    parser.add_argument("--plot", nargs="+", metavar="RUN", help="plot finished runs (their --out folders) instead")
+    args = parser.parse_args()
+    if args.plot:
+        return plot(args.plot)
+    if args.model is None or args.out is None:
+        parser.error("a model and --out are needed to train")
+    import ale_py  # noqa: F401
+
+    th.set_num_threads(1)
+    os.makedirs(args.out, exist_ok=True)
+    changes = {key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)}
+    env = make_atari_env(
+        args.env, n_envs=args.n_envs, seed=args.seed, vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"}
+    )
+    env = VecFrameStack(env, n_stack=4)
+    model = VPG.load(args.model, env=env, device=args.device, custom_objects=changes)  # rebuilds the lr schedule
+    model.set_logger(configure(args.out, ["csv"]))
+    start, steps_before = time.perf_counter(), model.num_timesteps
+    model.learn(args.steps, reset_num_timesteps=False, callback=ProbeLog(args.out, args.env, args.probe_every))
+    model.save(os.path.join(args.out, "model.zip"))
+    print(f"{model.num_timesteps - steps_before} steps in {time.perf_counter() - start:.0f} s ({model.num_timesteps} in all)")
+
+
+if __name__ == "__main__":
+    main()

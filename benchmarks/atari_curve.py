@@ -194,15 +194,13 @@ def probe_policy(model: Any, obs: np.ndarray) -> dict[str, float]:
 
 def probe(args: argparse.Namespace) -> None:
     obs = probe_frames(args.env)
-    print(
-        f"| model | steps | policy entropy (max {np.log(6):.2f}) | greedy action share | features mean | features max | logit range |"
-    )
+    print("| model | steps | policy entropy (uniform) | greedy action share | features mean | features max | logit range |")
     print("|---|---|---|---|---|---|---|")
     for path in args.probe:
         model = (A2C if "_a2c" in os.path.basename(path) else VPG).load(path, device="cpu")
-        row = probe_policy(model, obs)
+        row, uniform = probe_policy(model, obs), np.log(model.action_space.n)
         print(
-            f"| {os.path.basename(path)} | {model.num_timesteps} | {row['entropy']:.3f} | {row['greedy_share']:.2f} | "
+            f"| {os.path.basename(path)} | {model.num_timesteps} | {row['entropy']:.3f} ({uniform:.2f}) | {row['greedy_share']:.2f} | "
             f"{row['features_mean']:.3f} | {row['features_max']:.2f} | {row['logit_range']:.2f} |"
         )
 

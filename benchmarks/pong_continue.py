@@ -12,13 +12,12 @@ Usage (the numbers of ``benchmarks/RESULTS.md``, 2 CPU cores, one torch thread e
 """
 
 import argparse
-import ast
 import csv
 import os
 import time
 
 import torch as th
-from atari_curve import probe_frames, probe_policy
+from atari_curve import _literal, probe_frames, probe_policy
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.logger import configure
@@ -103,7 +102,7 @@ def main() -> None:
 
     th.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
-    changes = {key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)}
+    changes = {key: _literal(value) for key, value in (item.split("=", 1) for item in args.set)}
     env = make_atari_env(
         args.env, n_envs=args.n_envs, seed=args.seed, vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"}
     )

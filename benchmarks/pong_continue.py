@@ -1,13 +1,15 @@
 """
-Continue a saved Atari run (an ``atari_curve.py`` model) with some hyperparameters changed, logging every update
-(SB3's ``progress.csv``) and, every ``--probe-every`` updates, the policy probe of ``atari_curve.py --probe``
-(entropy, CNN feature scale) to ``probe.csv``. Made to test on CPU whether a setting keeps a policy from
-collapsing, starting from the same checkpoint as the run that collapsed.
+Continue a saved Atari run (an ``atari_curve.py`` model, VPG or A2C, told apart by ``_a2c`` in the file name as
+``--probe`` does) with some hyperparameters changed, logging every update (SB3's ``progress.csv``) and, every
+``--probe-every`` updates, the policy probe of ``atari_curve.py --probe`` (entropy, CNN feature scale) to
+``probe.csv``. Made to test on CPU whether a setting keeps a policy from collapsing, starting from the same
+checkpoint as the run that collapsed, and to take a run further than a GPU session did.
 
 Usage (the numbers of ``benchmarks/RESULTS.md``, 2 CPU cores, one torch thread each)::
 
     python benchmarks/pong_continue.py vpg_1068000.zip --out runs/lr1e-3 --steps 400000
     python benchmarks/pong_continue.py vpg_1068000.zip --out runs/lr2.5e-4 --steps 2000000 --set learning_rate=2.5e-4
+    python benchmarks/pong_continue.py PongNoFrameskip-v4_a2c_seed0.zip --out runs/a2c --steps 2000000 --probe-every 1250
     python benchmarks/pong_continue.py --plot runs/lr1e-3 runs/lr2.5e-4     # runs/continued.png
 """
 
@@ -18,6 +20,7 @@ import time
 
 import torch as th
 from atari_curve import _literal, probe_frames, probe_policy
+from stable_baselines3 import A2C
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.logger import configure
@@ -27,11 +30,12 @@ from sb3_vpg import VPG
 
 
 class ProbeLog(BaseCallback):
-    """Appends the policy probe to ``{out}/probe.csv`` every ``every`` updates, and saves the model every 100."""
+    """Appends the policy probe to ``{out}/probe.csv`` every ``every`` updates, and saves the model every 100k steps."""
 
     def __init__(self, out: str, env_id: str, every: int) -> None:
         super().__init__()
         self.out, self.every, self.obs = out, every, probe_frames(env_id)
+        self.saved_at = 0
 
     def _on_step(self) -> bool:
         return True
@@ -48,8 +52,9 @@ class ProbeLog(BaseCallback):
                     writer.writeheader()
                 writer.writerow(row)
             print(*(f"{key} {value:.4g}" for key, value in row.items()), flush=True)
-        if updates % 100 == 0:
+        if self.num_timesteps - self.saved_at >= 100_000:
             self.model.save(os.path.join(self.out, "model.zip"))
+            self.saved_at = self.num_timesteps
 
 
 def plot(runs: list[str]) -> None:
@@ -83,7 +88,7 @@ def plot(runs: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", nargs="?", help="a VPG model saved by atari_curve.py")
+    parser.add_argument("model", nargs="?", help="a VPG or A2C model saved by atari_curve.py")
     parser.add_argument("--out")
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--set", nargs="*", default=[], help="hyperparameters to change, e.g. learning_rate=2.5e-4")
@@ -107,7 +112,8 @@ def main() -> None:
         args.env, n_envs=args.n_envs, seed=args.seed, vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"}
     )
     env = VecFrameStack(env, n_stack=4)
-    model = VPG.load(args.model, env=env, device=args.device, custom_objects=changes)  # rebuilds the lr schedule
+    model_class = A2C if "_a2c" in os.path.basename(args.model) else VPG
+    model = model_class.load(args.model, env=env, device=args.device, custom_objects=changes)  # rebuilds the lr schedule
     model.set_logger(configure(args.out, ["csv"]))
     start, steps_before = time.perf_counter(), model.num_timesteps
     model.learn(args.steps, reset_num_timesteps=False, callback=ProbeLog(args.out, args.env, args.probe_every))

@@ -10,7 +10,6 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
-from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
@@ -290,9 +289,9 @@ class VPG(OnPolicyAlgorithm):
         self.policy.optimizer.step()
         self._n_updates += 1
 
-        approx_kl = self._approx_kl(n_used)
+        approx_kl, kept = self._approx_kl(n_used)
         if self.use_baseline:
-            self._fit_critic()
+            self._fit_critic(kept)
         self._full_batch = None  # free the device copy of the rollout
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -323,31 +322,61 @@ class VPG(OnPolicyAlgorithm):
         # Convert discrete action from float to long
         return actions.long().flatten() if isinstance(self.action_space, spaces.Discrete) else actions
 
-    def _approx_kl(self, n_used: int) -> float:
-        """KL(pi_old || pi_new) over the used samples, after the step (PPO's low-variance estimator)."""
-        total = 0.0
+    def _approx_kl(self, n_used: int) -> tuple[float, tuple[th.Tensor, th.Tensor] | None]:
+        """
+        KL(pi_old || pi_new) over the used samples, after the step (PPO's low-variance estimator).
+
+        With a baseline and a features extractor shared with the actor, this pass also keeps the features and
+        returns of the samples: the critic passes leave that extractor as it is, so they reuse these features
+        instead of running it (a CNN) once per pass. They are kept on the host when ``batch_size`` bounds the
+        device memory.
+        """
+        policy = self.policy
+        keep = self.use_baseline and self.n_critic_updates > 0 and policy.share_features_extractor
+        store = self.device if self.batch_size is None else th.device("cpu")
+        total, features, returns = 0.0, [], []
         with th.no_grad():
             for rollout_data in self._minibatches():
-                distribution = self.policy.get_distribution(rollout_data.observations)
+                pi_features = self._features(rollout_data.observations, policy.pi_features_extractor)
+                distribution = policy._get_action_dist_from_latent(policy.mlp_extractor.forward_actor(pi_features))
                 log_ratio = distribution.log_prob(self._as_policy_actions(rollout_data.actions)) - rollout_data.old_log_prob
                 total += th.sum(th.exp(log_ratio) - 1 - log_ratio).item()
-        return total / n_used
+                if keep:
+                    features.append(pi_features.to(store))
+                    returns.append(rollout_data.returns.to(store))
+        return total / n_used, ((th.cat(features), th.cat(returns)) if keep else None)
 
-    def _fit_critic(self) -> None:
+    def _fit_critic(self, kept: tuple[th.Tensor, th.Tensor] | None) -> None:
         """
-        ``n_critic_updates`` passes of value regression on ``G`` that move the critic's own layers only: a
-        features extractor shared with the actor runs without gradient, so the passes never change the policy.
+        ``n_critic_updates`` passes of value regression on ``G`` that move the critic's own layers only. A
+        features extractor shared with the actor is not run again: its features ``kept`` by the KL pass feed every
+        pass, so the passes never change the policy. A critic with its own extractor trains it too.
         """
         policy = self.policy
         for _ in range(self.n_critic_updates):
-            for rollout_data in self._minibatches():
-                with th.set_grad_enabled(not policy.share_features_extractor):
-                    obs = preprocess_obs(rollout_data.observations, self.observation_space, policy.normalize_images)
-                    features = policy.vf_features_extractor(obs)
+            for features, returns in self._critic_minibatches(kept):
                 values = policy.value_net(policy.mlp_extractor.forward_critic(features)).flatten()
                 policy.optimizer.zero_grad()  # also clears the actor's gradients, so the optimizer skips it
-                F.mse_loss(rollout_data.returns, values).backward()
+                F.mse_loss(returns, values).backward()
                 policy.optimizer.step()
+
+    def _critic_minibatches(self, kept: tuple[th.Tensor, th.Tensor] | None) -> Any:
+        """One critic pass: (features, returns) of the used samples, ``batch_size`` at a time, in the buffer's order."""
+        if kept is None:  # the critic's own features extractor, run with gradient
+            for rollout_data in self._minibatches():
+                yield (
+                    self._features(rollout_data.observations, self.policy.vf_features_extractor),
+                    rollout_data.returns,
+                )
+            return
+        features, returns = kept
+        size = self.batch_size or len(returns)
+        for start in range(0, len(returns), size):
+            yield features[start : start + size].to(self.device), returns[start : start + size].to(self.device)
+
+    def _features(self, obs: Any, extractor: th.nn.Module) -> th.Tensor:
+        # BasePolicy's extract_features runs the given extractor; ActorCriticPolicy's returns both when not shared
+        return BasePolicy.extract_features(self.policy, obs, extractor)  # type: ignore[arg-type]
 
     def learn(
         self: SelfVPG,

@@ -10,6 +10,7 @@ Usage (the numbers of ``benchmarks/RESULTS.md``, 2 CPU cores, one torch thread e
     python benchmarks/pong_continue.py vpg_1068000.zip --out runs/lr1e-3 --steps 400000
     python benchmarks/pong_continue.py vpg_1068000.zip --out runs/lr2.5e-4 --steps 2000000 --set learning_rate=2.5e-4
     python benchmarks/pong_continue.py PongNoFrameskip-v4_a2c_seed0.zip --out runs/a2c --steps 2000000 --probe-every 1250
+    python benchmarks/pong_continue.py vpg_1068000.zip --out runs/timing --steps 12288 --probe-every 1000  # update time
     python benchmarks/pong_continue.py --plot runs/lr1e-3 runs/lr2.5e-4     # runs/continued.png
 """
 
@@ -30,12 +31,26 @@ from sb3_vpg import VPG
 
 
 class ProbeLog(BaseCallback):
-    """Appends the policy probe to ``{out}/probe.csv`` every ``every`` updates, and saves the model every 100k steps."""
+    """
+    Appends the policy probe to ``{out}/probe.csv`` every ``every`` updates, saves the model every 100k steps, and
+    adds up the time spent in updates (from the end of a rollout to the start of the next, or of training).
+    """
 
     def __init__(self, out: str, env_id: str, every: int) -> None:
         super().__init__()
         self.out, self.every, self.obs = out, every, probe_frames(env_id)
-        self.saved_at = 0
+        self.saved_at, self.update_seconds, self._update_start = 0, 0.0, None
+
+    def _stop_update_timer(self) -> None:
+        if self._update_start is not None:
+            self.update_seconds += time.perf_counter() - self._update_start
+            self._update_start = None
+
+    def _on_rollout_start(self) -> None:
+        self._stop_update_timer()
+
+    def _on_training_end(self) -> None:
+        self._stop_update_timer()
 
     def _on_step(self) -> bool:
         return True
@@ -55,6 +70,7 @@ class ProbeLog(BaseCallback):
         if self.num_timesteps - self.saved_at >= 100_000:
             self.model.save(os.path.join(self.out, "model.zip"))
             self.saved_at = self.num_timesteps
+        self._update_start = time.perf_counter()
 
 
 def plot(runs: list[str]) -> None:
@@ -116,9 +132,13 @@ def main() -> None:
     model = model_class.load(args.model, env=env, device=args.device, custom_objects=changes)  # rebuilds the lr schedule
     model.set_logger(configure(args.out, ["csv"]))
     start, steps_before = time.perf_counter(), model.num_timesteps
-    model.learn(args.steps, reset_num_timesteps=False, callback=ProbeLog(args.out, args.env, args.probe_every))
+    log = ProbeLog(args.out, args.env, args.probe_every)
+    model.learn(args.steps, reset_num_timesteps=False, callback=log)
     model.save(os.path.join(args.out, "model.zip"))
-    print(f"{model.num_timesteps - steps_before} steps in {time.perf_counter() - start:.0f} s ({model.num_timesteps} in all)")
+    seconds = time.perf_counter() - start
+    print(
+        f"{model.num_timesteps - steps_before} steps in {seconds:.1f} s, {log.update_seconds:.1f} s of it in updates ({model.num_timesteps} in all)"
+    )
 
 
 if __name__ == "__main__":

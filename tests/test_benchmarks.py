@@ -67,7 +67,7 @@ def test_atari_curve_resumes_a_saved_run(tmp_path):
         str(BENCHMARKS / "pong_continue.py"), str(tmp_path / "PongNoFrameskip-v4_vpg_seed0.zip"), "--out", str(out),
         "--steps", "128", "--n-envs", "2", "--probe-every", "1", "--set", "learning_rate=2.5e-4",
     )  # fmt: skip
-    assert "(384 in all)" in log
+    assert "s of it in updates (384 in all)" in log
     with open(out / "progress.csv") as file:
         rates = [row["train/learning_rate"] for row in csv.DictReader(file)]
     assert {float(rate) for rate in rates if rate} == {2.5e-4}  # an update's values are written with the next rollout

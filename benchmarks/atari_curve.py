@@ -33,6 +33,7 @@ import torch as th
 from stable_baselines3 import A2C
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecFrameStack
 
@@ -181,7 +182,8 @@ def probe_policy(model: Any, obs: np.ndarray) -> dict[str, float]:
     """
     policy = model.policy
     with th.no_grad():
-        features = policy.extract_features(policy.obs_to_tensor(obs)[0], policy.pi_features_extractor)
+        # BasePolicy's extract_features runs the actor's CNN, shared with the critic or not
+        features = BasePolicy.extract_features(policy, policy.obs_to_tensor(obs)[0], policy.pi_features_extractor)
         logits = policy.action_net(policy.mlp_extractor.forward_actor(features))
     return {
         "entropy": th.distributions.Categorical(logits=logits).entropy().mean().item(),

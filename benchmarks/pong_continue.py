@@ -11,6 +11,9 @@ Usage (the numbers of ``benchmarks/RESULTS.md``, 2 CPU cores, one torch thread e
     python benchmarks/pong_continue.py vpg_1068000.zip --out runs/lr2.5e-4 --steps 2000000 --set learning_rate=2.5e-4
     python benchmarks/pong_continue.py PongNoFrameskip-v4_a2c_seed0.zip --out runs/a2c --steps 2000000 --probe-every 1250
     python benchmarks/pong_continue.py vpg_1068000.zip --out runs/timing --steps 12288 --probe-every 1000  # update time
+    python benchmarks/pong_continue.py vpg_1068000.zip --out runs/own_critic_cnn --steps 2000000 --separate-critic \
+        --set learning_rate=1e-3 n_critic_updates=0
+    python benchmarks/pong_continue.py vpg_1068000.zip --out runs/grad --steps 10240 --grad-split  # which loss trains the CNN
     python benchmarks/pong_continue.py --plot runs/lr1e-3 runs/lr2.5e-4     # runs/continued.png
 """
 
@@ -26,6 +29,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecFrameStack
+from torch.nn import functional as F
 
 from sb3_vpg import VPG
 
@@ -36,9 +40,9 @@ class ProbeLog(BaseCallback):
     adds up the time spent in updates (from the end of a rollout to the start of the next, or of training).
     """
 
-    def __init__(self, out: str, env_id: str, every: int) -> None:
+    def __init__(self, out: str, env_id: str, every: int, grad_split: bool = False) -> None:
         super().__init__()
-        self.out, self.every, self.obs = out, every, probe_frames(env_id)
+        self.out, self.every, self.obs, self.grad_split = out, every, probe_frames(env_id), grad_split
         self.saved_at, self.update_seconds, self._update_start = 0, 0.0, None
 
     def _stop_update_timer(self) -> None:
@@ -59,6 +63,8 @@ class ProbeLog(BaseCallback):
         updates = self.model._n_updates
         if updates % self.every == 0:
             row = {"timesteps": self.num_timesteps, **probe_policy(self.model, self.obs)}
+            if self.grad_split:
+                row.update(gradient_split(self.model))
             path = os.path.join(self.out, "probe.csv")
             new = not os.path.exists(path)
             with open(path, "a", newline="") as file:
@@ -71,6 +77,36 @@ class ProbeLog(BaseCallback):
             self.model.save(os.path.join(self.out, "model.zip"))
             self.saved_at = self.num_timesteps
         self._update_start = time.perf_counter()
+
+
+def gradient_split(model: VPG) -> dict[str, float]:
+    """
+    Which loss trains the actor's CNN: the norms of the gradients on its parameters of the rollout's policy loss
+    and of ``vf_coef`` times its value loss, as VPG's update weights them (zero for a critic with a CNN of its own).
+    """
+    policy, data = model.policy, next(model.rollout_buffer.get())
+    values, log_prob, _ = policy.evaluate_actions(data.observations, data.actions.long().flatten())
+    weight = (data.advantages - data.advantages.mean()) / (data.advantages.std(correction=0) + 1e-8)
+    losses = {"policy": -(log_prob * weight).mean(), "value": model.vf_coef * F.mse_loss(data.returns, values.flatten())}
+    params = list(policy.pi_features_extractor.parameters())
+    norms = {}
+    for name, loss in losses.items():
+        grads = [grad for grad in th.autograd.grad(loss, params, retain_graph=True, allow_unused=True) if grad is not None]
+        norms[f"cnn_grad_{name}"] = sum(float(grad.square().sum()) for grad in grads) ** 0.5
+    return norms
+
+
+def separate_critic(model: VPG) -> None:
+    """
+    Give the critic a features extractor (CNN) of its own, starting as a copy of the shared one, so that the value
+    loss no longer trains the actor's features. The optimizer starts afresh (its parameter groups change).
+    """
+    policy = model.policy
+    kwargs = {**model.policy_kwargs, "share_features_extractor": False}
+    separate = model.policy_class(model.observation_space, model.action_space, model.lr_schedule, **kwargs)
+    separate.load_state_dict(policy.state_dict())  # a shared policy's state names vf_features_extractor too
+    separate.use_critic = policy.use_critic
+    model.policy, model.policy_kwargs = separate.to(model.device), kwargs
 
 
 def plot(runs: list[str]) -> None:
@@ -108,6 +144,8 @@ def main() -> None:
     parser.add_argument("--out")
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--set", nargs="*", default=[], help="hyperparameters to change, e.g. learning_rate=2.5e-4")
+    parser.add_argument("--grad-split", action="store_true", help="VPG with a baseline: probe which loss trains the CNN")
+    parser.add_argument("--separate-critic", action="store_true", help="VPG: give the critic a CNN of its own")
     parser.add_argument("--env", default="PongNoFrameskip-v4")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--n-envs", type=int, default=16)
@@ -130,9 +168,11 @@ def main() -> None:
     env = VecFrameStack(env, n_stack=4)
     model_class = A2C if "_a2c" in os.path.basename(args.model) else VPG
     model = model_class.load(args.model, env=env, device=args.device, custom_objects=changes)  # rebuilds the lr schedule
+    if args.separate_critic:
+        separate_critic(model)
     model.set_logger(configure(args.out, ["csv"]))
     start, steps_before = time.perf_counter(), model.num_timesteps
-    log = ProbeLog(args.out, args.env, args.probe_every)
+    log = ProbeLog(args.out, args.env, args.probe_every, args.grad_split)
     model.learn(args.steps, reset_num_timesteps=False, callback=log)
     model.save(os.path.join(args.out, "model.zip"))
     seconds = time.perf_counter() - start

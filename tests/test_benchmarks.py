@@ -61,11 +61,12 @@ def test_atari_curve_resumes_a_saved_run(tmp_path):
     entropy, uniform = row[3].split()  # uniform: log(6) for Pong's 6 actions
     assert uniform == "(1.79)" and 1.7 < float(entropy) <= np.log(6)  # 256 steps leave the policy near uniform
 
-    # pong_continue.py goes on from that model with a changed learning rate, probing every update
+    # pong_continue.py goes on from that model with a changed learning rate and a CNN of the critic's own, probing
+    # every update
     out = tmp_path / "continued"
     log = run_script(
         str(BENCHMARKS / "pong_continue.py"), str(tmp_path / "PongNoFrameskip-v4_vpg_seed0.zip"), "--out", str(out),
-        "--steps", "128", "--n-envs", "2", "--probe-every", "1", "--set", "learning_rate=2.5e-4",
+        "--steps", "128", "--n-envs", "2", "--probe-every", "1", "--set", "learning_rate=2.5e-4", "--separate-critic", "--grad-split",
     )  # fmt: skip
     assert "s of it in updates (384 in all)" in log
     with open(out / "progress.csv") as file:
@@ -74,6 +75,10 @@ def test_atari_curve_resumes_a_saved_run(tmp_path):
     with open(out / "probe.csv") as file:
         probes = list(csv.DictReader(file))
     assert [int(row["timesteps"]) for row in probes] == [320, 384]  # the end of both rollouts
-    assert VPG.load(out / "model.zip").learning_rate == 2.5e-4
+    # the critic's own CNN: only the policy loss reaches the actor's
+    assert all(float(row["cnn_grad_policy"]) > 0 and float(row["cnn_grad_value"]) == 0 for row in probes)
+    continued = VPG.load(out / "model.zip")
+    assert continued.learning_rate == 2.5e-4
+    assert continued.policy.pi_features_extractor is not continued.policy.vf_features_extractor
     assert run_script(str(BENCHMARKS / "pong_continue.py"), "--plot", str(out)).strip() == str(tmp_path / "continued.png")
     assert (tmp_path / "continued.png").stat().st_size > 0

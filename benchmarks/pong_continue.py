@@ -110,7 +110,11 @@ def separate_critic(model: VPG) -> None:
 
 
 def plot(runs: list[str]) -> None:
-    """Policy entropy (probe) and mean game return (last 100 games) against steps, one line per run folder."""
+    """
+    Policy entropy (probe) and mean game return (last 100 games) against steps, one line per run folder. A
+    ``games.csv`` in a folder (``atari_curve.py``'s CSV of the run's earlier part, on GPU) is drawn before its
+    ``progress.csv``, as the mean of each 100 games, up to a dotted line.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,10 +126,21 @@ def plot(runs: list[str]) -> None:
         label = os.path.basename(os.path.normpath(run))
         probes = pd.read_csv(os.path.join(run, "probe.csv"))
         top.plot(probes["timesteps"], probes["entropy"], label=label)
+        steps, returns = [], []
+        games_path = os.path.join(run, "games.csv")
+        if os.path.exists(games_path):
+            games = pd.read_csv(games_path)
+            steps.extend(games["timesteps"])
+            returns.extend(games["episode_return"].rolling(100, min_periods=1).mean())
         progress = pd.read_csv(os.path.join(run, "progress.csv"))
         if "rollout/ep_rew_mean" in progress:  # absent until a game ends
             progress = progress.dropna(subset=["rollout/ep_rew_mean"])
-            bottom.plot(progress["time/total_timesteps"], progress["rollout/ep_rew_mean"], label=label)
+            steps.extend(progress["time/total_timesteps"])
+            returns.extend(progress["rollout/ep_rew_mean"])
+        (line,) = bottom.plot(steps, returns, label=label)
+        if os.path.exists(games_path):
+            end = games["timesteps"].iloc[-1]
+            bottom.axvline(end, color=line.get_color(), linestyle=":", linewidth=1)
     top.set_ylabel("policy entropy on the probe frames")
     bottom.set_ylabel("mean return, last 100 games")
     bottom.set_xlabel("environment steps")

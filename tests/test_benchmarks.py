@@ -80,5 +80,7 @@ def test_atari_curve_resumes_a_saved_run(tmp_path):
     continued = VPG.load(out / "model.zip")
     assert continued.learning_rate == 2.5e-4
     assert continued.policy.pi_features_extractor is not continued.policy.vf_features_extractor
+    # --plot draws the games of a run's earlier (GPU) part before its continuation
+    (out / "games.csv").write_text("algo,seed,timesteps,episode_return,episode_length,wall_s\nvpg,0,100,-21.0,90,1.0\n")
     assert run_script(str(BENCHMARKS / "pong_continue.py"), "--plot", str(out)).strip() == str(tmp_path / "continued.png")
     assert (tmp_path / "continued.png").stat().st_size > 0

@@ -9,7 +9,7 @@ Usage (the numbers of ``benchmarks/RESULTS.md``, 2 CPU cores, one torch thread e
 
     python benchmarks/pong_continue.py vpg_1068000.zip --out runs/lr1e-3 --steps 400000
     python benchmarks/pong_continue.py vpg_1068000.zip --out runs/lr2.5e-4 --steps 2000000 --set learning_rate=2.5e-4
-    python benchmarks/pong_continue.py PongNoFrameskip-v4_a2c_seed0.zip --out runs/a2c --steps 2000000 --probe-every 1250
+    python benchmarks/pong_continue.py PongNoFrameskip-v4_a2c_seed0.zip --out runs/a2c --steps 4000000 --probe-every 1250
     python benchmarks/pong_continue.py vpg_1068000.zip --out runs/timing --steps 12288 --probe-every 1000  # update time
     python benchmarks/pong_continue.py vpg_1068000.zip --out runs/own_critic_cnn --steps 2000000 --separate-critic \
         --set learning_rate=1e-3 n_critic_updates=0
@@ -83,6 +83,7 @@ def gradient_split(model: VPG) -> dict[str, float]:
     """
     Which loss trains the actor's CNN: the norms of the gradients on its parameters of the rollout's policy loss
     and of ``vf_coef`` times its value loss, as VPG's update weights them (zero for a critic with a CNN of its own).
+    For VPG with a baseline and a Discrete action space (Atari).
     """
     policy, data = model.policy, next(model.rollout_buffer.get())
     values, log_prob, _ = policy.evaluate_actions(data.observations, data.actions.long().flatten())

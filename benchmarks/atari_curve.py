@@ -194,12 +194,17 @@ def probe_policy(model: Any, obs: np.ndarray) -> dict[str, float]:
     }
 
 
+def saved_model_class(path: str) -> type[A2C] | type[VPG]:
+    """A2C or VPG, from the name this script gives a run's model (``{env}_{algo}_seed{seed}.zip``)."""
+    return A2C if "_a2c" in os.path.basename(path) else VPG
+
+
 def probe(args: argparse.Namespace) -> None:
     obs = probe_frames(args.env)
     print("| model | steps | policy entropy (uniform) | greedy action share | features mean | features max | logit range |")
     print("|---|---|---|---|---|---|---|")
     for path in args.probe:
-        model = (A2C if "_a2c" in os.path.basename(path) else VPG).load(path, device="cpu")
+        model = saved_model_class(path).load(path, device="cpu")
         row, uniform = probe_policy(model, obs), np.log(model.action_space.n)
         print(
             f"| {os.path.basename(path)} | {model.num_timesteps} | {row['entropy']:.3f} ({uniform:.2f}) | {row['greedy_share']:.2f} | "

@@ -23,8 +23,7 @@ import os
 import time
 
 import torch as th
-from atari_curve import _literal, probe_frames, probe_policy
-from stable_baselines3 import A2C
+from atari_curve import _literal, probe_frames, probe_policy, saved_model_class
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.logger import configure
@@ -87,7 +86,9 @@ def gradient_split(model: VPG) -> dict[str, float]:
     """
     policy, data = model.policy, next(model.rollout_buffer.get())
     values, log_prob, _ = policy.evaluate_actions(data.observations, data.actions.long().flatten())
-    weight = (data.advantages - data.advantages.mean()) / (data.advantages.std(correction=0) + 1e-8)
+    weight = data.advantages
+    if model.normalize_returns:
+        weight = (weight - weight.mean()) / (weight.std(correction=0) + 1e-8)
     losses = {"policy": -(log_prob * weight).mean(), "value": model.vf_coef * F.mse_loss(data.returns, values.flatten())}
     params = list(policy.pi_features_extractor.parameters())
     norms = {}
@@ -129,8 +130,8 @@ def plot(runs: list[str]) -> None:
         top.plot(probes["timesteps"], probes["entropy"], label=label)
         steps, returns = [], []
         games_path = os.path.join(run, "games.csv")
-        if os.path.exists(games_path):
-            games = pd.read_csv(games_path)
+        games = pd.read_csv(games_path) if os.path.exists(games_path) else None
+        if games is not None:
             steps.extend(games["timesteps"])
             returns.extend(games["episode_return"].rolling(100, min_periods=1).mean())
         progress = pd.read_csv(os.path.join(run, "progress.csv"))
@@ -139,9 +140,8 @@ def plot(runs: list[str]) -> None:
             steps.extend(progress["time/total_timesteps"])
             returns.extend(progress["rollout/ep_rew_mean"])
         (line,) = bottom.plot(steps, returns, label=label)
-        if os.path.exists(games_path):
-            end = games["timesteps"].iloc[-1]
-            bottom.axvline(end, color=line.get_color(), linestyle=":", linewidth=1)
+        if games is not None:
+            bottom.axvline(games["timesteps"].iloc[-1], color=line.get_color(), linestyle=":", linewidth=1)
     top.set_ylabel("policy entropy on the probe frames")
     bottom.set_ylabel("mean return, last 100 games")
     bottom.set_xlabel("environment steps")
@@ -182,8 +182,9 @@ def main() -> None:
         args.env, n_envs=args.n_envs, seed=args.seed, vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"}
     )
     env = VecFrameStack(env, n_stack=4)
-    model_class = A2C if "_a2c" in os.path.basename(args.model) else VPG
-    model = model_class.load(args.model, env=env, device=args.device, custom_objects=changes)  # rebuilds the lr schedule
+    model = saved_model_class(args.model).load(
+        args.model, env=env, device=args.device, custom_objects=changes
+    )  # rebuilds the lr schedule
     if args.separate_critic:
         separate_critic(model)
     model.set_logger(configure(args.out, ["csv"]))

@@ -1,9 +1,10 @@
 """
 Continue a saved Atari run (an ``atari_curve.py`` model, VPG or A2C, told apart by ``_a2c`` in the file name as
-``--probe`` does) with some hyperparameters changed, logging every update (SB3's ``progress.csv``) and, every
+``--probe`` does) with some hyperparameters changed, logging SB3's ``progress.csv`` (``--log-interval``) and, every
 ``--probe-every`` updates, the policy probe of ``atari_curve.py --probe`` (entropy, CNN feature scale) to
 ``probe.csv``. Made to test on CPU whether a setting keeps a policy from collapsing, starting from the same
-checkpoint as the run that collapsed, and to take a run further than a GPU session did.
+checkpoint as the run that collapsed, and to take a run further than a GPU session did; ``--fresh`` starts a new
+VPG run (the ``atari`` entry with ``--set``) the same way.
 
 Usage (the numbers of ``benchmarks/RESULTS.md``, 2 CPU cores, one torch thread each)::
 
@@ -14,6 +15,9 @@ Usage (the numbers of ``benchmarks/RESULTS.md``, 2 CPU cores, one torch thread e
     python benchmarks/pong_continue.py vpg_1068000.zip --out runs/own_critic_cnn --steps 2000000 --separate-critic \
         --set learning_rate=1e-3 n_critic_updates=0
     python benchmarks/pong_continue.py vpg_1068000.zip --out runs/grad --steps 10240 --grad-split  # which loss trains the CNN
+    python benchmarks/pong_continue.py --fresh --zoo-optimizer --out runs/vpg_short --steps 6000000 --seed 0 \
+        --probe-every 1250 --log-interval 100 --set n_steps=5 batch_size=None learning_rate=7e-4 vf_coef=0.25 \
+        n_critic_updates=0 normalize_returns=False   # a new run: VPG with A2C's step budget and optimizer
     python benchmarks/pong_continue.py --plot runs/lr1e-3 runs/lr2.5e-4     # runs/continued.png
 """
 
@@ -23,7 +27,7 @@ import os
 import time
 
 import torch as th
-from atari_curve import _literal, probe_frames, probe_policy, saved_model_class
+from atari_curve import ZOO_A2C_ATARI, _literal, probe_frames, probe_policy, saved_model_class
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.logger import configure
@@ -31,6 +35,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv, VecFrameStack
 from torch.nn import functional as F
 
 from sb3_vpg import VPG
+from sb3_vpg.hyperparams import load_hyperparams
 
 
 class ProbeLog(BaseCallback):
@@ -157,6 +162,10 @@ def plot(runs: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", help="a VPG or A2C model saved by atari_curve.py")
+    parser.add_argument("--fresh", action="store_true", help="start a new VPG run (the atari entry and --set), no model")
+    parser.add_argument(
+        "--zoo-optimizer", action="store_true", help="with --fresh: rl_zoo3's A2C Atari optimizer (RMSpropTFLike, eps 1e-5)"
+    )
     parser.add_argument("--out")
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--set", nargs="*", default=[], help="hyperparameters to change, e.g. learning_rate=2.5e-4")
@@ -167,12 +176,15 @@ def main() -> None:
     parser.add_argument("--n-envs", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--probe-every", type=int, default=10, help="updates between probes")
+    parser.add_argument("--log-interval", type=int, help="updates between progress.csv rows (default: the algorithm's)")
     parser.add_argument("--plot", nargs="+", metavar="RUN", help="plot finished runs (their --out folders) instead")
     args = parser.parse_args()
     if args.plot:
         return plot(args.plot)
-    if args.model is None or args.out is None:
-        parser.error("a model and --out are needed to train")
+    if (args.model is None) == (not args.fresh) or args.out is None:
+        parser.error("a model or --fresh, and --out, are needed to train")
+    if args.zoo_optimizer and not args.fresh:
+        parser.error("--zoo-optimizer needs --fresh (a loaded model keeps its optimizer)")
     import ale_py  # noqa: F401
 
     th.set_num_threads(1)
@@ -182,15 +194,21 @@ def main() -> None:
         args.env, n_envs=args.n_envs, seed=args.seed, vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"}
     )
     env = VecFrameStack(env, n_stack=4)
-    model = saved_model_class(args.model).load(
-        args.model, env=env, device=args.device, custom_objects=changes
-    )  # rebuilds the lr schedule
+    if args.fresh:
+        run, kwargs = load_hyperparams("atari")
+        kwargs.update(changes)
+        if args.zoo_optimizer:
+            kwargs["policy_kwargs"] = ZOO_A2C_ATARI["policy_kwargs"]
+        model = VPG(run["policy"], env, seed=args.seed, device=args.device, **kwargs)
+    else:  # custom_objects rebuilds the lr schedule
+        model = saved_model_class(args.model).load(args.model, env=env, device=args.device, custom_objects=changes)
     if args.separate_critic:
         separate_critic(model)
     model.set_logger(configure(args.out, ["csv"]))
     start, steps_before = time.perf_counter(), model.num_timesteps
     log = ProbeLog(args.out, args.env, args.probe_every, args.grad_split)
-    model.learn(args.steps, reset_num_timesteps=False, callback=log)
+    interval = {} if args.log_interval is None else {"log_interval": args.log_interval}
+    model.learn(args.steps, reset_num_timesteps=False, callback=log, **interval)
     model.save(os.path.join(args.out, "model.zip"))
     seconds = time.perf_counter() - start
     print(

@@ -84,3 +84,16 @@ def test_atari_curve_resumes_a_saved_run(tmp_path):
     (out / "games.csv").write_text("algo,seed,timesteps,episode_return,episode_length,wall_s\nvpg,0,100,-21.0,90,1.0\n")
     assert run_script(str(BENCHMARKS / "pong_continue.py"), "--plot", str(out)).strip() == str(tmp_path / "continued.png")
     assert (tmp_path / "continued.png").stat().st_size > 0
+
+    # --fresh starts a new run from the atari entry, here with A2C's optimizer and a progress row every 2 updates
+    fresh = tmp_path / "fresh"
+    log = run_script(
+        str(BENCHMARKS / "pong_continue.py"), "--fresh", "--zoo-optimizer", "--out", str(fresh), "--steps", "80",
+        "--n-envs", "2", "--probe-every", "100", "--log-interval", "2", "--set", "n_steps=5", "batch_size=None",
+    )  # fmt: skip
+    assert "s of it in updates (80 in all)" in log
+    with open(fresh / "progress.csv") as file:
+        assert [int(row["time/iterations"]) for row in csv.DictReader(file)] == [2, 4, 6, 8]
+    started = VPG.load(fresh / "model.zip")
+    assert (started.n_steps, started.batch_size, started.num_timesteps) == (5, None, 80)
+    assert type(started.policy.optimizer).__name__ == "RMSpropTFLike"

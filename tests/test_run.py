@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3 import A2C
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import (
@@ -208,6 +209,24 @@ def test_same_seed_same_parameters():
 
     assert th.equal(train(3), train(3))
     assert not th.equal(train(3), train(4))
+
+
+def test_baseline_with_bootstrapped_tails_is_a2c():
+    # With a baseline, A2C's optimizer and no critic passes or normalization, VPG's update is A2C's with
+    # gae_lambda=1: the bootstrapped reward-to-go is A2C's n-step return, G - V its advantage, the losses the same
+    def train(algo, **kwargs):
+        env = make_vec_env("CartPole-v1", n_envs=4, seed=0)
+        common = dict(n_steps=8, learning_rate=7e-4, ent_coef=0.01, vf_coef=0.25, max_grad_norm=0.5, seed=0)
+        model = algo("MlpPolicy", env, **common, **kwargs)
+        model.learn(4 * 8 * 40)  # 40 updates, a few episode ends and rollout tails in each
+        return th.nn.utils.parameters_to_vector(model.policy.parameters()).detach()
+
+    rmsprop = {"optimizer_class": th.optim.RMSprop, "optimizer_kwargs": {"alpha": 0.99, "eps": 1e-5, "weight_decay": 0}}
+    vpg = train(VPG, use_baseline=True, normalize_returns=False, n_critic_updates=0, policy_kwargs=rmsprop)
+    a2c = train(A2C, gae_lambda=1.0, normalize_advantage=False, use_rms_prop=True)
+    th.testing.assert_close(vpg, a2c, rtol=0, atol=1e-6)
+    normalized = train(VPG, use_baseline=True, normalize_returns=True, n_critic_updates=0, policy_kwargs=rmsprop)
+    assert (normalized - a2c).abs().max() > 1e-3  # the comparison can tell the updates apart
 
 
 def test_pure_mode_leaves_the_critic_untouched():

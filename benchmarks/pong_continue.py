@@ -19,6 +19,7 @@ Usage (the numbers of ``benchmarks/RESULTS.md``, 2 CPU cores, one torch thread e
         --probe-every 1250 --log-interval 100 --set n_steps=5 batch_size=None learning_rate=7e-4 vf_coef=0.25 \
         n_critic_updates=0 normalize_returns=False   # a new run: VPG with A2C's step budget and optimizer
     python benchmarks/pong_continue.py --plot runs/lr1e-3 runs/lr2.5e-4     # runs/continued.png
+    python benchmarks/pong_continue.py --plot runs/a2c runs/vpg_short --png short.png
 """
 
 import argparse
@@ -116,7 +117,7 @@ def separate_critic(model: VPG) -> None:
     model.policy, model.policy_kwargs = separate.to(model.device), kwargs
 
 
-def plot(runs: list[str]) -> None:
+def plot(runs: list[str], png: str | None = None) -> None:
     """
     Policy entropy (probe) and mean game return (last 100 games) against steps, one line per run folder. A
     ``games.csv`` in a folder (``atari_curve.py``'s CSV of the run's earlier part, on GPU) is drawn before its
@@ -154,7 +155,7 @@ def plot(runs: list[str]) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    path = os.path.join(os.path.dirname(os.path.normpath(runs[0])), "continued.png")
+    path = png or os.path.join(os.path.dirname(os.path.normpath(runs[0])), "continued.png")
     fig.savefig(path, dpi=120)
     print(path)
 
@@ -178,9 +179,10 @@ def main() -> None:
     parser.add_argument("--probe-every", type=int, default=10, help="updates between probes")
     parser.add_argument("--log-interval", type=int, help="updates between progress.csv rows (default: the algorithm's)")
     parser.add_argument("--plot", nargs="+", metavar="RUN", help="plot finished runs (their --out folders) instead")
+    parser.add_argument("--png", help="with --plot: the picture's path (default: continued.png beside the first run)")
     args = parser.parse_args()
     if args.plot:
-        return plot(args.plot)
+        return plot(args.plot, args.png)
     if (args.model is None) == (not args.fresh) or args.out is None:
         parser.error("a model or --fresh, and --out, are needed to train")
     if args.zoo_optimizer and not args.fresh:

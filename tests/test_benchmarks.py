@@ -84,6 +84,9 @@ def test_atari_curve_resumes_a_saved_run(tmp_path):
     (out / "games.csv").write_text("algo,seed,timesteps,episode_return,episode_length,wall_s\nvpg,0,100,-21.0,90,1.0\n")
     assert run_script(str(BENCHMARKS / "pong_continue.py"), "--plot", str(out)).strip() == str(tmp_path / "continued.png")
     assert (tmp_path / "continued.png").stat().st_size > 0
+    png = tmp_path / "elsewhere.png"
+    assert run_script(str(BENCHMARKS / "pong_continue.py"), "--plot", str(out), "--png", str(png)).strip() == str(png)
+    assert png.stat().st_size > 0
 
     # --fresh starts a new run from the atari entry, here with A2C's optimizer and a progress row every 2 updates
     fresh = tmp_path / "fresh"

@@ -4,7 +4,7 @@ Continue a saved Atari run (an ``atari_curve.py`` model, VPG or A2C, told apart 
 ``--probe-every`` updates, the policy probe of ``atari_curve.py --probe`` (entropy, CNN feature scale) to
 ``probe.csv``. Made to test on CPU whether a setting keeps a policy from collapsing, starting from the same
 checkpoint as the run that collapsed, and to take a run further than a GPU session did; ``--fresh`` starts a new
-VPG run (the ``atari`` entry with ``--set``) the same way.
+run the same way (VPG: the ``atari`` entry; A2C: rl_zoo3's Atari settings; either with ``--set``).
 
 Usage (the numbers of ``benchmarks/RESULTS.md``, 2 CPU cores, one torch thread each)::
 
@@ -18,6 +18,7 @@ Usage (the numbers of ``benchmarks/RESULTS.md``, 2 CPU cores, one torch thread e
     python benchmarks/pong_continue.py --fresh --zoo-optimizer --out runs/vpg_short --steps 6000000 --seed 0 \
         --probe-every 1250 --log-interval 100 --set n_steps=5 batch_size=None learning_rate=7e-4 vf_coef=0.25 \
         n_critic_updates=0 normalize_returns=False   # a new run: VPG with A2C's step budget and optimizer
+    python benchmarks/pong_continue.py --fresh a2c --out runs/a2c_new --steps 6000000 --seed 0 --probe-every 1250
     python benchmarks/pong_continue.py --plot runs/lr1e-3 runs/lr2.5e-4     # runs/continued.png
     python benchmarks/pong_continue.py --plot runs/a2c runs/vpg_short --png short.png
 """
@@ -29,6 +30,7 @@ import time
 
 import torch as th
 from atari_curve import ZOO_A2C_ATARI, _literal, probe_frames, probe_policy, saved_model_class
+from stable_baselines3 import A2C
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.logger import configure
@@ -163,9 +165,17 @@ def plot(runs: list[str], png: str | None = None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", help="a VPG or A2C model saved by atari_curve.py")
-    parser.add_argument("--fresh", action="store_true", help="start a new VPG run (the atari entry and --set), no model")
     parser.add_argument(
-        "--zoo-optimizer", action="store_true", help="with --fresh: rl_zoo3's A2C Atari optimizer (RMSpropTFLike, eps 1e-5)"
+        "--fresh",
+        nargs="?",
+        const="vpg",
+        choices=["vpg", "a2c"],
+        help="start a new run instead of loading a model: vpg (the atari entry) or a2c (rl_zoo3's settings), with --set",
+    )
+    parser.add_argument(
+        "--zoo-optimizer",
+        action="store_true",
+        help="with --fresh vpg: rl_zoo3's A2C Atari optimizer (RMSpropTFLike, eps 1e-5)",
     )
     parser.add_argument("--out")
     parser.add_argument("--steps", type=int, default=1_000_000)
@@ -185,8 +195,8 @@ def main() -> None:
         return plot(args.plot, args.png)
     if (args.model is None) == (not args.fresh) or args.out is None:
         parser.error("a model or --fresh, and --out, are needed to train")
-    if args.zoo_optimizer and not args.fresh:
-        parser.error("--zoo-optimizer needs --fresh (a loaded model keeps its optimizer)")
+    if args.zoo_optimizer and args.fresh != "vpg":
+        parser.error("--zoo-optimizer needs --fresh vpg (a loaded model keeps its optimizer, A2C has it already)")
     import ale_py  # noqa: F401
 
     th.set_num_threads(1)
@@ -196,7 +206,9 @@ def main() -> None:
         args.env, n_envs=args.n_envs, seed=args.seed, vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"}
     )
     env = VecFrameStack(env, n_stack=4)
-    if args.fresh:
+    if args.fresh == "a2c":  # rl_zoo3's Atari entry, as atari_curve.py runs it
+        model = A2C("CnnPolicy", env, seed=args.seed, device=args.device, **{**ZOO_A2C_ATARI, **changes})
+    elif args.fresh == "vpg":
         run, kwargs = load_hyperparams("atari")
         kwargs.update(changes)
         if args.zoo_optimizer:

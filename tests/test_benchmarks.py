@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from stable_baselines3 import A2C
 
 from sb3_vpg import VPG
 
@@ -100,3 +101,10 @@ def test_atari_curve_resumes_a_saved_run(tmp_path):
     started = VPG.load(fresh / "model.zip")
     assert (started.n_steps, started.batch_size, started.num_timesteps) == (5, None, 80)
     assert type(started.policy.optimizer).__name__ == "RMSpropTFLike"
+    # --fresh a2c: rl_zoo3's A2C Atari settings
+    log = run_script(
+        str(BENCHMARKS / "pong_continue.py"), "--fresh", "a2c", "--out", str(tmp_path / "a2c"), "--steps", "20",
+        "--n-envs", "2", "--probe-every", "100",
+    )  # fmt: skip
+    a2c = A2C.load(tmp_path / "a2c" / "model.zip")
+    assert (a2c.n_steps, a2c.vf_coef, a2c.ent_coef, a2c.num_timesteps) == (5, 0.25, 0.01, 20)

@@ -85,20 +85,25 @@ class EpisodeLog(BaseCallback):
         return time.perf_counter() - self.start < self.seconds
 
 
+def run_settings(algo: str, changes: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """
+    The settings of a new run: ``(model class, run settings, constructor arguments)``, the latter with ``changes``
+    on top. ``vpg``: the packaged ``atari`` entry; ``vpg_pure``: the same without a baseline; ``a2c``: rl_zoo3's
+    Atari settings.
+    """
+    if algo.startswith("vpg"):
+        run, kwargs = load_hyperparams("atari")
+        if algo == "vpg_pure":
+            kwargs.update(use_baseline=False, incomplete_episodes=None)
+        return VPG, run, {**kwargs, **changes}
+    return A2C, {"n_envs": 16, "policy": "CnnPolicy", "frame_stack": 4}, {**ZOO_A2C_ATARI, **changes}
+
+
 def train(args: argparse.Namespace) -> None:
     import ale_py  # noqa: F401  (registers the Atari ids, inherited by the forked workers)
 
-    if args.algo.startswith("vpg"):
-        run, kwargs = load_hyperparams("atari")
-        if args.algo == "vpg_pure":
-            kwargs.update(use_baseline=False, incomplete_episodes=None)
-        for item in args.set:  # e.g. n_steps=128 learning_rate=7e-4
-            key, value = item.split("=", 1)
-            kwargs[key] = _literal(value)
-        model_class: Any = VPG
-    else:
-        run, kwargs = {"n_envs": 16, "policy": "CnnPolicy", "frame_stack": 4}, dict(ZOO_A2C_ATARI)
-        model_class = A2C
+    changes = {key: _literal(value) for key, value in (item.split("=", 1) for item in args.set)}
+    model_class, run, kwargs = run_settings(args.algo, changes)
     env = make_atari_env(
         args.env,
         n_envs=args.n_envs or run["n_envs"],
@@ -225,7 +230,7 @@ def main() -> None:
     parser.add_argument("--n-envs", type=int, default=None, help="default: the entry's (16)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out, if there is one")
     parser.add_argument("--out", default="benchmarks/results/pong")
-    parser.add_argument("--set", nargs="*", default=[], help="VPG settings over vpg.yml's, e.g. n_steps=128")
+    parser.add_argument("--set", nargs="*", default=[], help="settings over the entry's, e.g. n_steps=128")
     parser.add_argument("--tag", default="", help="suffix of the run's name (to tell apart --set variants)")
     parser.add_argument("--plot", action="store_true", help="plot the CSVs in --out instead of training")
     parser.add_argument("--window", type=int, default=10, help="episodes in the rolling mean")

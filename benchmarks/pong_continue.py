@@ -4,7 +4,7 @@ Continue a saved Atari run (an ``atari_curve.py`` model, VPG or A2C, told apart 
 ``--probe-every`` updates, the policy probe of ``atari_curve.py --probe`` (entropy, CNN feature scale) to
 ``probe.csv``. Made to test on CPU whether a setting keeps a policy from collapsing, starting from the same
 checkpoint as the run that collapsed, and to take a run further than a GPU session did; ``--fresh`` starts a new
-run the same way (VPG: the ``atari`` entry; A2C: rl_zoo3's Atari settings; either with ``--set``).
+run the same way, with the settings of ``atari_curve.py --algo`` (and ``--set``).
 
 Usage (the numbers of ``benchmarks/RESULTS.md``, 2 CPU cores, one torch thread each)::
 
@@ -29,8 +29,7 @@ import os
 import time
 
 import torch as th
-from atari_curve import ZOO_A2C_ATARI, _literal, probe_frames, probe_policy, saved_model_class
-from stable_baselines3 import A2C
+from atari_curve import ZOO_A2C_ATARI, _literal, probe_frames, probe_policy, run_settings, saved_model_class
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.logger import configure
@@ -38,7 +37,6 @@ from stable_baselines3.common.vec_env import SubprocVecEnv, VecFrameStack
 from torch.nn import functional as F
 
 from sb3_vpg import VPG
-from sb3_vpg.hyperparams import load_hyperparams
 
 
 class ProbeLog(BaseCallback):
@@ -169,13 +167,13 @@ def main() -> None:
         "--fresh",
         nargs="?",
         const="vpg",
-        choices=["vpg", "a2c"],
-        help="start a new run instead of loading a model: vpg (the atari entry) or a2c (rl_zoo3's settings), with --set",
+        choices=["vpg", "vpg_pure", "a2c"],
+        help="start a new run instead of loading a model, as atari_curve.py --algo does (vpg, vpg_pure, a2c), with --set",
     )
     parser.add_argument(
         "--zoo-optimizer",
         action="store_true",
-        help="with --fresh vpg: rl_zoo3's A2C Atari optimizer (RMSpropTFLike, eps 1e-5)",
+        help="with --fresh vpg or vpg_pure: rl_zoo3's A2C Atari optimizer (RMSpropTFLike, eps 1e-5)",
     )
     parser.add_argument("--out")
     parser.add_argument("--steps", type=int, default=1_000_000)
@@ -195,8 +193,8 @@ def main() -> None:
         return plot(args.plot, args.png)
     if (args.model is None) == (not args.fresh) or args.out is None:
         parser.error("a model or --fresh, and --out, are needed to train")
-    if args.zoo_optimizer and args.fresh != "vpg":
-        parser.error("--zoo-optimizer needs --fresh vpg (a loaded model keeps its optimizer, A2C has it already)")
+    if args.zoo_optimizer and not (args.fresh or "").startswith("vpg"):
+        parser.error("--zoo-optimizer needs --fresh vpg or vpg_pure (a loaded model keeps its optimizer, A2C has it already)")
     import ale_py  # noqa: F401
 
     th.set_num_threads(1)
@@ -206,14 +204,11 @@ def main() -> None:
         args.env, n_envs=args.n_envs, seed=args.seed, vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"}
     )
     env = VecFrameStack(env, n_stack=4)
-    if args.fresh == "a2c":  # rl_zoo3's Atari entry, as atari_curve.py runs it
-        model = A2C("CnnPolicy", env, seed=args.seed, device=args.device, **{**ZOO_A2C_ATARI, **changes})
-    elif args.fresh == "vpg":
-        run, kwargs = load_hyperparams("atari")
-        kwargs.update(changes)
+    if args.fresh:  # the settings atari_curve.py starts a run with
+        model_class, run, kwargs = run_settings(args.fresh, changes)
         if args.zoo_optimizer:
             kwargs["policy_kwargs"] = ZOO_A2C_ATARI["policy_kwargs"]
-        model = VPG(run["policy"], env, seed=args.seed, device=args.device, **kwargs)
+        model = model_class(run["policy"], env, seed=args.seed, device=args.device, **kwargs)
     else:  # custom_objects rebuilds the lr schedule
         model = saved_model_class(args.model).load(args.model, env=env, device=args.device, custom_objects=changes)
     if args.separate_critic:

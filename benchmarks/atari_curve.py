@@ -38,7 +38,7 @@ from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecFrameStack
 
 from sb3_vpg import VPG
-from sb3_vpg.hyperparams import load_hyperparams
+from sb3_vpg.hyperparams import ATARI_PURE, load_hyperparams
 
 ZOO_A2C_ATARI: dict[str, Any] = {
     "ent_coef": 0.01,
@@ -88,13 +88,13 @@ class EpisodeLog(BaseCallback):
 def run_settings(algo: str, changes: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """
     The settings of a new run: ``(model class, run settings, constructor arguments)``, the latter with ``changes``
-    on top. ``vpg``: the packaged ``atari`` entry; ``vpg_pure``: the same without a baseline; ``a2c``: rl_zoo3's
-    Atari settings.
+    on top. ``vpg``: the packaged ``atari`` entry; ``vpg_pure``: the same with ``sb3_vpg.hyperparams.ATARI_PURE``
+    on top (the source's pure REINFORCE); ``a2c``: rl_zoo3's Atari settings.
     """
     if algo.startswith("vpg"):
         run, kwargs = load_hyperparams("atari")
         if algo == "vpg_pure":
-            kwargs.update(use_baseline=False, incomplete_episodes=None)
+            kwargs.update(ATARI_PURE)
         return VPG, run, {**kwargs, **changes}
     return A2C, {"n_envs": 16, "policy": "CnnPolicy", "frame_stack": 4}, {**ZOO_A2C_ATARI, **changes}
 

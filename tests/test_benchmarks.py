@@ -60,7 +60,8 @@ def test_atari_curve_resumes_a_saved_run(tmp_path):
     row = table.strip().splitlines()[-1].split("|")
     assert row[1].strip() == "PongNoFrameskip-v4_vpg_seed0.zip" and row[2].strip() == "256"
     entropy, uniform = row[3].split()  # uniform: log(6) for Pong's 6 actions
-    assert uniform == "(1.79)" and 1.7 < float(entropy) <= np.log(6)  # 256 steps leave the policy near uniform
+    # 256 steps leave the policy near uniform (the table rounds to 3 digits: log(6) = 1.7918 prints as 1.792)
+    assert uniform == "(1.79)" and 1.7 < float(entropy) <= round(np.log(6), 3)
 
     # pong_continue.py goes on from that model with a changed learning rate and a CNN of the critic's own, probing
     # every update

@@ -35,3 +35,11 @@ def test_plot_run_draws_a_finished_run(tmp_path):
     result = run_example(str(EXAMPLES / "plot_run.py"), str(tmp_path / "VPG_1"))
     assert (tmp_path / "VPG_1.png").stat().st_size > 10_000
     assert "points of rollout/ep_rew_mean" in result.stdout
+
+
+def test_pong_example_pure_drops_unfinished_rallies(tmp_path):
+    # --pure: no baseline, the return restarts at each point, and the samples after an env's last point are dropped
+    result = run_example(str(EXAMPLES / "pong.py"), "--tiny", "--pure", "--logdir", str(tmp_path))
+    fractions = [float(line.split("|")[2]) for line in result.stdout.splitlines() if "used_fraction" in line]
+    assert fractions and all(0.0 < fraction < 1.0 for fraction in fractions), fractions
+    assert "value_loss" not in result.stdout  # no critic

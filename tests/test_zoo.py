@@ -138,12 +138,28 @@ def test_atari_pong(tmp_path):
     run_dir = tmp_path / "logs" / "vpg" / "PongNoFrameskip-v4_1"
     config = load_config(run_dir, "PongNoFrameskip-v4")
     assert config["env_wrapper"] == ["stable_baselines3.common.atari_wrappers.AtariWrapper"]
-    assert config["frame_stack"] == 4 and config["reset_on_reward"] is True
+    assert config["frame_stack"] == 4 and config["n_critic_updates"] == 0
     model = VPG.load(run_dir / "PongNoFrameskip-v4.zip", custom_objects=NO_SCHEDULES, device="cpu")
     # AtariWrapper's 84x84 grey frames, 4 stacked, channel first for the CNN
     assert model.observation_space.shape == (4, 84, 84)
     assert isinstance(model.policy.features_extractor, NatureCNN)
-    assert model.reset_on_reward and model.num_timesteps == 256
+    # The entry's policy_kwargs string, evaluated by rl_zoo3: A2C's optimizer
+    assert type(model.policy.optimizer).__name__ == "RMSpropTFLike" and model.policy.optimizer.defaults["eps"] == 1e-5
+    assert not model.reset_on_reward and model.n_steps == 128 and model.num_timesteps == 256
+
+
+def test_load_hyperparams_evaluates_policy_kwargs_as_the_zoo(monkeypatch):
+    # Plain scripts get the same optimizer from the atari entry's policy_kwargs string as rl_zoo3 does
+    from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+
+    from sb3_vpg import hyperparams
+
+    _, kwargs = hyperparams.load_hyperparams("atari")
+    assert kwargs["policy_kwargs"] == {"optimizer_class": RMSpropTFLike, "optimizer_kwargs": {"eps": 1e-5}}
+    # only the listed names are there: no builtins such as open or __import__
+    monkeypatch.setattr(hyperparams.yaml, "safe_load", lambda text: {"x": {"policy_kwargs": "open('vpg.yml')"}})
+    with pytest.raises(NameError, match="open"):
+        hyperparams.load_hyperparams("x")
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,8 @@ Usage (the numbers of ``benchmarks/RESULTS.md``, 2 CPU cores, one torch thread e
         --probe-every 1250 --log-interval 100 --set n_steps=5 batch_size=None learning_rate=7e-4 vf_coef=0.25 \
         n_critic_updates=0 normalize_returns=False   # a new run: VPG with A2C's step budget and optimizer
     python benchmarks/pong_continue.py --fresh a2c --out runs/a2c_new --steps 6000000 --seed 0 --probe-every 1250
+    python benchmarks/pong_continue.py --fresh vpg --out runs/vpg_entry --steps 6000000 --seed 1 --probe-every 1250 \
+        --log-interval 100   # the atari entry now: the --zoo-optimizer run above with reset_on_reward=False
     python benchmarks/pong_continue.py --plot runs/lr1e-3 runs/lr2.5e-4     # runs/continued.png
     python benchmarks/pong_continue.py --plot runs/a2c runs/vpg_short --png short.png
 """

@@ -68,5 +68,10 @@ def load_hyperparams(env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if isinstance(learning_rate, str) and learning_rate.startswith("lin_"):
         kwargs["learning_rate"] = LinearSchedule(float(learning_rate[len("lin_") :]), 0.0, 1.0)
     if isinstance(kwargs.get("policy_kwargs"), str):
-        kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"], {"__builtins__": {}, **POLICY_KWARGS_NAMES})
+        try:
+            kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"], {"__builtins__": {}, **POLICY_KWARGS_NAMES})
+        except NameError as error:
+            raise ValueError(
+                f"policy_kwargs of the {env_id!r} entry may only use {sorted(POLICY_KWARGS_NAMES)}: {error}"
+            ) from error
     return run, kwargs

@@ -21,6 +21,7 @@ Usage (the numbers of ``benchmarks/RESULTS.md``, 2 CPU cores, one torch thread e
     python benchmarks/pong_continue.py --fresh a2c --out runs/a2c_new --steps 6000000 --seed 0 --probe-every 1250
     python benchmarks/pong_continue.py --fresh vpg --out runs/vpg_entry --steps 6000000 --seed 1 --probe-every 1250 \
         --log-interval 100   # the atari entry now: the --zoo-optimizer run above with reset_on_reward=False
+    python benchmarks/pong_continue.py runs/vpg_entry/model.zip --evaluate 10 --out runs/vpg_entry  # evaluation.csv
     python benchmarks/pong_continue.py --plot runs/lr1e-3 runs/lr2.5e-4     # runs/continued.png
     python benchmarks/pong_continue.py --plot runs/a2c runs/vpg_short --png short.png
 """
@@ -29,13 +30,16 @@ import argparse
 import csv
 import os
 import time
+from typing import Any
 
+import numpy as np
 import torch as th
 from atari_curve import ZOO_A2C_ATARI, _literal, probe_frames, probe_policy, run_settings, saved_model_class
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env
+from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import SubprocVecEnv, VecFrameStack
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecFrameStack
 from torch.nn import functional as F
 
 from sb3_vpg import VPG
@@ -119,6 +123,29 @@ def separate_critic(model: VPG) -> None:
     model.policy, model.policy_kwargs = separate.to(model.device), kwargs
 
 
+def evaluate(model: Any, env: VecEnv, games: int, out: str) -> None:
+    """
+    Play ``games`` full games on separate evaluation envs with the greedy policy and as many with sampled actions
+    (the policy a VPG run trains is stochastic); print the mean +- std of the game returns and append them to
+    ``{out}/evaluation.csv``.
+    """
+    path = os.path.join(out, "evaluation.csv")
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as file:
+        writer = csv.writer(file)
+        if new:
+            writer.writerow(["timesteps", "deterministic", "games", "mean", "std", "returns"])
+        for deterministic in (True, False):
+            returns, _ = evaluate_policy(
+                model, env, n_eval_episodes=games, deterministic=deterministic, return_episode_rewards=True
+            )
+            mean, std = float(np.mean(returns)), float(np.std(returns))
+            writer.writerow(
+                [model.num_timesteps, deterministic, games, f"{mean:.2f}", f"{std:.2f}", " ".join(f"{r:g}" for r in returns)]
+            )
+            print(f"{model.num_timesteps} steps, deterministic={deterministic}: {mean:.2f} +- {std:.2f} over {games} games")
+
+
 def plot(runs: list[str], png: str | None = None) -> None:
     """
     Policy entropy (probe) and mean game return (last 100 games) against steps, one line per run folder. A
@@ -188,6 +215,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--probe-every", type=int, default=10, help="updates between probes")
     parser.add_argument("--log-interval", type=int, help="updates between progress.csv rows (default: the algorithm's)")
+    parser.add_argument(
+        "--evaluate", type=int, metavar="GAMES", help="with a model: play GAMES games greedy and GAMES sampled, no training"
+    )
     parser.add_argument("--plot", nargs="+", metavar="RUN", help="plot finished runs (their --out folders) instead")
     parser.add_argument("--png", help="with --plot: the picture's path (default: continued.png beside the first run)")
     args = parser.parse_args()
@@ -195,6 +225,8 @@ def main() -> None:
         return plot(args.plot, args.png)
     if (args.model is None) == (not args.fresh) or args.out is None:
         parser.error("a model or --fresh, and --out, are needed to train")
+    if args.evaluate and (args.fresh or args.model is None):
+        parser.error("--evaluate needs a saved model")
     if args.zoo_optimizer and not (args.fresh or "").startswith("vpg"):
         parser.error("--zoo-optimizer needs --fresh vpg or vpg_pure (a loaded model keeps its optimizer, A2C has it already)")
     import ale_py  # noqa: F401
@@ -215,6 +247,8 @@ def main() -> None:
         model = saved_model_class(args.model).load(args.model, env=env, device=args.device, custom_objects=changes)
     if args.separate_critic:
         separate_critic(model)
+    if args.evaluate:
+        return evaluate(model, env, args.evaluate, args.out)
     model.set_logger(configure(args.out, ["csv"]))
     start, steps_before = time.perf_counter(), model.num_timesteps
     log = ProbeLog(args.out, args.env, args.probe_every, args.grad_split)

@@ -82,6 +82,21 @@ def test_atari_curve_resumes_a_saved_run(tmp_path):
     continued = VPG.load(out / "model.zip")
     assert continued.learning_rate == 2.5e-4
     assert continued.policy.pi_features_extractor is not continued.policy.vf_features_extractor
+    # --evaluate plays whole games, greedy then sampled, without training
+    evaluated = tmp_path / "evaluated"
+    log = run_script(
+        str(BENCHMARKS / "pong_continue.py"), str(out / "model.zip"), "--evaluate", "1", "--n-envs", "1", "--out", str(evaluated),
+    )  # fmt: skip
+    assert "384 steps, deterministic=True" in log and "384 steps, deterministic=False" in log
+    with open(evaluated / "evaluation.csv") as file:
+        games = list(csv.DictReader(file))
+    assert [(row["timesteps"], row["deterministic"], row["games"]) for row in games] == [
+        ("384", "True", "1"),
+        ("384", "False", "1"),
+    ]
+    for row in games:  # a whole game of Pong ends at 21 points for one side
+        assert float(row["mean"]) == float(row["returns"]) and -21 <= float(row["mean"]) <= 21 and float(row["std"]) == 0
+    assert [path.name for path in evaluated.iterdir()] == ["evaluation.csv"]  # nothing trained, nothing saved
     # --plot draws the games of a run's earlier (GPU) part before its continuation
     (out / "games.csv").write_text("algo,seed,timesteps,episode_return,episode_length,wall_s\nvpg,0,100,-21.0,90,1.0\n")
     assert run_script(str(BENCHMARKS / "pong_continue.py"), "--plot", str(out)).strip() == str(tmp_path / "continued.png")

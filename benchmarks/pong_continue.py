@@ -225,8 +225,8 @@ def main() -> None:
         return plot(args.plot, args.png)
     if (args.model is None) == (not args.fresh) or args.out is None:
         parser.error("a model or --fresh, and --out, are needed to train")
-    if args.evaluate and (args.fresh or args.model is None):
-        parser.error("--evaluate needs a saved model")
+    if args.evaluate is not None and (args.fresh or args.model is None or args.evaluate < 1):
+        parser.error("--evaluate needs a saved model and GAMES >= 1")
     if args.zoo_optimizer and not (args.fresh or "").startswith("vpg"):
         parser.error("--zoo-optimizer needs --fresh vpg or vpg_pure (a loaded model keeps its optimizer, A2C has it already)")
     import ale_py  # noqa: F401
@@ -247,7 +247,7 @@ def main() -> None:
         model = saved_model_class(args.model).load(args.model, env=env, device=args.device, custom_objects=changes)
     if args.separate_critic:
         separate_critic(model)
-    if args.evaluate:
+    if args.evaluate is not None:
         return evaluate(model, env, args.evaluate, args.out)
     model.set_logger(configure(args.out, ["csv"]))
     start, steps_before = time.perf_counter(), model.num_timesteps

@@ -179,7 +179,7 @@ def report(args: argparse.Namespace) -> None:
     for env in sorted({env for env, _ in curves}):
         fig, ax = plt.subplots(figsize=(6.4, 4))
         for algo in sorted({name for env_, name in curves if env_ == env}, key=_algo_order):
-            seeds = curves[(env, algo)]
+            seeds = dict(sorted(curves[(env, algo)].items()))  # seed 2 before seed 10 (the folders sort as text)
             length = min(len(steps) for steps, _ in seeds.values())  # align the seeds' evaluation points
             steps = next(iter(seeds.values()))[0][:length]
             returns = np.array([returns[:length] for _, returns in seeds.values()])

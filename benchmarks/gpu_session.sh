@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Everything one 15-minute GPU session measures, as one command (about 8 minutes of it):
-#   1. Pong CnnPolicy throughput, 16 SubprocVecEnv: random actions, SB3's collection alone, A2C, PPO and VPG,
-#      interleaved, 3 rounds, then the GPU memory of one VPG update on a 16 x 1024 rollout per batch_size, and
-#      the time to hand such a rollout to the device as one batch (SB3's gather against VPG's get());
+# Everything one 15-minute GPU session measures, as one command (about 11 minutes of it; 6 with SKIP_CURVES=1):
+#   1. Pong CnnPolicy throughput, 16 SubprocVecEnv: random actions, SB3's collection alone, A2C and VPG, VPG with
+#      torch's multinomial sampler (VPG's before the Gumbel-max one) and the CUDA-graph experiment, interleaved,
+#      3 rounds, and a profile of one more round each (where the time of an env step goes); then the GPU memory of
+#      one VPG update on a 16 x 1024 rollout per batch_size, and the time to hand such a rollout to the device as
+#      one batch (SB3's gather against VPG's get()). PPO (0.87-0.92x A2C in two earlier sessions) is left out;
+#      THROUGHPUT_ALGOS sets the list;
 #   2. Pong learning curves, A2C (rl_zoo3's Atari settings) beside VPG (the packaged `atari` entry), 270 s each,
 #      both at once. Each run saves its model (about 20 MB) beside its CSV, so a later session continues it:
 #      copy the returned pong/*.csv and *.zip into a git-ignored folder here, carry it, and set CURVES_FROM to it.
@@ -14,6 +17,8 @@ SECONDS_LEARN=${SECONDS_LEARN:-270}
 DEVICE=${DEVICE:-cuda}
 CURVES_FROM=${CURVES_FROM:-}
 SKIP_THROUGHPUT=${SKIP_THROUGHPUT:-}
+SKIP_CURVES=${SKIP_CURVES:-}
+THROUGHPUT_ALGOS=${THROUGHPUT_ALGOS:-random,collect,a2c,vpg,vpg_multinomial,vpg_graph}
 THROUGHPUT_EXTRA=${THROUGHPUT_EXTRA:-}  # a dry run on CPU: DEVICE=cpu SECONDS_LEARN=10 THROUGHPUT_EXTRA="--n-envs 2 --steps 256 --rounds 1"
 mkdir -p "$OUT/pong"
 export PYTHONUNBUFFERED=1
@@ -22,10 +27,11 @@ quiet() { grep -v -E "^A\.L\.E|Powered by Stella|^$" || true; }
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   echo "$(nproc) CPUs, $(python3 -c 'import torch, stable_baselines3 as sb3; print("torch", torch.__version__, "SB3", sb3.__version__)')"
   [ -n "$SKIP_THROUGHPUT" ] && exit 0
-  timeout 250 python3 benchmarks/throughput.py --case pong --device "$DEVICE" --rounds 3 \
-    --algos random,collect,a2c,ppo,vpg --update-memory $THROUGHPUT_EXTRA
+  timeout 360 python3 benchmarks/throughput.py --case pong --device "$DEVICE" --rounds 3 \
+    --algos "$THROUGHPUT_ALGOS" --profile --update-memory $THROUGHPUT_EXTRA
   timeout 60 python3 benchmarks/throughput.py --batch-copy --device "$DEVICE"
 } 2>&1 | quiet | tee "$OUT/throughput.log"
+[ -n "$SKIP_CURVES" ] && exit 0
 if [ -n "$CURVES_FROM" ]; then cp "$CURVES_FROM"/*.csv "$CURVES_FROM"/*.zip "$OUT/pong/"; fi
 {
   for algo in a2c vpg; do

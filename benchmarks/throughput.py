@@ -13,31 +13,47 @@ Peak memory: process RSS (CPU) and ``torch.cuda.max_memory_allocated`` per conte
 ``--update-memory`` the GPU memory of one VPG update on a ``16 x 1024`` CnnPolicy rollout for several
 ``batch_size`` values.
 
+``--profile`` adds where each contender's time goes, per env step (cProfile over one more round): the env step,
+the observation's copy to the device, the policy's forward pass, the copies back to the host (which wait for
+the device), the buffer, the callbacks and the update.
+
+Two more contenders: ``vpg_multinomial`` is VPG with SB3's sampler for Discrete actions (``torch.multinomial``,
+``categorical_sampler="multinomial"``) instead of its Gumbel-max sampler; ``vpg_graph`` is an experiment, not
+part of the library until a GPU run shows what it is worth: pure REINFORCE whose collection forward pass is
+replayed as one CUDA graph (eager on CPU). Every VPG contender with Discrete actions has its sampler checked
+against the policy's probabilities before the timed rounds.
+
 Usage::
 
     python benchmarks/throughput.py --case cartpole            # CPU, 8 DummyVecEnv, one torch thread
     python benchmarks/throughput.py --case pong --device cuda  # GPU, 16 SubprocVecEnv
+    python benchmarks/throughput.py --case pong --device cuda --algos collect,vpg,vpg_multinomial,vpg_graph --profile
 """
 
 import argparse
+import cProfile
 import csv
 import inspect
 import os
 import platform
+import pstats
 import re
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecFrameStack
 
 from sb3_vpg import VPG
@@ -48,6 +64,76 @@ class _CollectOnly(A2C):
 
     def train(self) -> None:
         pass
+
+
+class _GraphVPG(VPG):
+    """
+    Experimental (CUDA only, eager elsewhere): the collection forward pass of pure REINFORCE, ``n_envs``
+    observations without gradient, captured once as a CUDA graph and replayed at every step. The optimizer
+    updates the parameters in place, so the graph reads the current ones; VPG's sampler needs no device
+    synchronization, so the whole pass (features, logits, sampling, log-probabilities) can be captured.
+    """
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if self.use_baseline:
+            raise ValueError("vpg_graph is pure REINFORCE")
+        self._replay: Callable[[th.Tensor], tuple[th.Tensor, th.Tensor, th.Tensor]] | None = None
+        eager_forward = self.policy.forward
+
+        def forward(obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+            if th.is_grad_enabled() or deterministic or len(obs) != self.n_envs or not obs.is_cuda:
+                return eager_forward(obs, deterministic)
+            if self._replay is None:
+                self._replay = self._capture(eager_forward, obs)
+            return self._replay(obs)
+
+        self.policy.forward = forward  # type: ignore[method-assign]  # an instance attribute: nn.Module calls it
+
+    @staticmethod
+    def _capture(function: Callable, example: th.Tensor) -> Callable[[th.Tensor], tuple[th.Tensor, th.Tensor, th.Tensor]]:
+        static_obs = example.clone()
+        side = th.cuda.Stream()
+        side.wait_stream(th.cuda.current_stream())
+        with th.cuda.stream(side):  # warm-up outside the graph (cuDNN's choices, the allocator), as torch asks
+            for _ in range(3):
+                function(static_obs)
+        th.cuda.current_stream().wait_stream(side)
+        graph = th.cuda.CUDAGraph()
+        with th.cuda.graph(graph):
+            static_outputs = function(static_obs)
+
+        def replay(obs: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+            static_obs.copy_(obs)
+            graph.replay()
+            return static_outputs  # read (copied to the host) before the next replay
+
+        return replay
+
+
+def check_sampler(model: VPG, draws: int = 1000) -> str:
+    """
+    Compare the sampler with the policy on the model's current observations: the log-probability it reports for
+    its actions against the policy's own, and how often it draws each action over ``draws`` steps against the
+    mean of the envs' probabilities (its expectation), within 5 standard errors. Raises an AssertionError when
+    they disagree; returns the largest differences.
+    """
+    obs = obs_as_tensor(model.get_env().reset(), model.device)
+    n_actions = int(model.action_space.n)
+    counts = th.zeros(n_actions, device=model.device)
+    worst_log_prob = 0.0
+    with th.no_grad():
+        probs = model.policy.get_distribution(obs).distribution.probs.mean(0)
+        for _ in range(draws):
+            actions, _, log_prob = model.policy(obs)
+            expected = model.policy.get_distribution(obs).log_prob(actions)
+            worst_log_prob = max(worst_log_prob, float((log_prob - expected).abs().max()))
+            counts += th.nn.functional.one_hot(actions, n_actions).sum(0)
+    worst_frequency = float((counts / counts.sum() - probs).abs().max())
+    tolerance = 5 * (0.25 / float(counts.sum())) ** 0.5
+    assert worst_log_prob < 1e-5, f"the sampler's log-probabilities differ from the policy's by {worst_log_prob}"
+    assert worst_frequency < tolerance, f"the sampler's action frequencies differ from the probabilities by {worst_frequency}"
+    return f"max |log_prob - policy's| = {worst_log_prob:.1e}, max |frequency - probability| = {worst_frequency:.4f}"
 
 
 def make_env(case: str, n_envs: int, seed: int) -> VecEnv:
@@ -70,6 +156,10 @@ def build(name: str, case: str, env: VecEnv, seed: int, device: str) -> Any:
         return VPG(policy, env, **kwargs)
     if name == "vpg_baseline":
         return VPG(policy, env, use_baseline=True, **kwargs)
+    if name == "vpg_multinomial":
+        return VPG(policy, env, policy_kwargs={"categorical_sampler": "multinomial"}, **kwargs)
+    if name == "vpg_graph":
+        return _GraphVPG(policy, env, **kwargs)
     if name == "a2c":
         return A2C(policy, env, **kwargs)
     if name == "ppo":
@@ -98,6 +188,44 @@ class RandomActions:
             done_steps += n_envs
         self.num_timesteps = done_steps
         return self
+
+
+#: Where a training step's time goes (``--profile``): each part is the cumulative time of the functions named
+#: (file name ending, function name, and if given the calling function's name), the largest where several match
+#: (one calling the other). The parts are disjoint: the collection loop's calls and the update.
+PROFILE_PARTS = {
+    "env step": [("base_vec_env.py", "step", "collect_rollouts"), ("base_vec_env.py", "step", "learn")],
+    "obs to device": [("common/utils.py", "obs_as_tensor", "collect_rollouts")],
+    "policy forward": [("module.py", "_wrapped_call_impl", "collect_rollouts")],
+    "actions to host": [("~", "<method 'cpu' of 'torch._C.TensorBase' objects>", "collect_rollouts")],
+    "buffer add": [("buffers.py", "add", "collect_rollouts")],
+    "callbacks": [("callbacks.py", "on_step", "collect_rollouts")],
+    "update": [("", "train", "learn")],
+}
+
+
+def profile_round(model: Any, steps: int) -> dict[str, float]:
+    """One more round of ``model`` under cProfile: the time of each of :data:`PROFILE_PARTS`, in seconds."""
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    model.learn(steps, reset_num_timesteps=True)
+    profiler.disable()
+    seconds = {"total": time.perf_counter() - start}
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    for part, functions in PROFILE_PARTS.items():
+        seconds[part] = 0.0
+        for (file, _, name), (_, _, _, _, callers) in stats.items():
+            for suffix, function, caller in functions:
+                if file.endswith(suffix) and name == function:
+                    from_caller = sum(timing[3] for key, timing in callers.items() if key[2] == caller)
+                    seconds[part] = max(seconds[part], from_caller)
+    seconds["other"] = seconds["total"] - sum(seconds[part] for part in PROFILE_PARTS)
+    return seconds
+
+
+#: Contenders that are experiments: one that fails in its warm-up is left out of the run instead of stopping it.
+EXPERIMENTS = ("vpg_graph",)
 
 
 class _PeakMemoryDuringUpdate(BaseCallback):
@@ -191,6 +319,7 @@ def main() -> None:
     parser.add_argument("--update-memory", action="store_true", help="also measure one VPG update's GPU memory (needs CUDA)")
     parser.add_argument("--batch-copy", action="store_true", help="only time the rollout-to-batch copy (see batch_copy)")
     parser.add_argument("--rss", action="store_true", help="also run each contender alone in a subprocess for its peak RSS")
+    parser.add_argument("--profile", action="store_true", help="also profile one more round of each contender (cProfile)")
     parser.add_argument("--out", default=None, help="CSV file for the per-round results")
     args = parser.parse_args()
 
@@ -211,8 +340,18 @@ def main() -> None:
     cuda = args.device.startswith("cuda") and th.cuda.is_available()
 
     print(f"case={args.case} n_envs={n_envs} device={args.device} torch threads={th.get_num_threads()}", flush=True)
-    for name, model in models.items():  # warm-up: one rollout each (imports, CUDA kernels, env reset)
-        model.learn(1, reset_num_timesteps=True)
+    for name, model in list(models.items()):  # warm-up: one rollout each (imports, CUDA kernels, env reset)
+        try:
+            model.learn(1, reset_num_timesteps=True)
+        except Exception as error:  # the experiment may fail on a new device; the library and SB3 may not
+            if name not in EXPERIMENTS:
+                raise
+            print(f"{name} failed and is left out: {error!r}", flush=True)
+            del models[name]
+            names.remove(name)
+            continue
+        if isinstance(model, VPG) and isinstance(model.action_space, spaces.Discrete):
+            print(f"{name} sampler check: {check_sampler(model)}", flush=True)
     results: dict[str, list[float]] = {name: [] for name in names}
     peak_gpu: dict[str, float] = {}
     rows = []
@@ -260,6 +399,15 @@ def main() -> None:
         if cuda:
             cells.append(f"{peak_gpu.get(name, 0):.0f}")
         print("| " + " | ".join(cells) + " |")
+    if args.profile:
+        print("\n| algo | steps/s under cProfile | " + " | ".join(PROFILE_PARTS) + " | other |")
+        print("|---|---|" + "---|" * (len(PROFILE_PARTS) + 1))
+        print("| (microseconds per env step of all envs) |" + " |" * (len(PROFILE_PARTS) + 2))
+        for name, model in models.items():
+            seconds = profile_round(model, steps)
+            per_step = 1e6 * n_envs / model.num_timesteps
+            cells = [f"{seconds[part] * per_step:.0f}" for part in [*PROFILE_PARTS, "other"]]
+            print(f"| {name} | {model.num_timesteps / seconds['total']:.0f} | " + " | ".join(cells) + " |", flush=True)
     if args.out:
         with open(args.out, "w", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=list(rows[0]))

@@ -49,6 +49,16 @@ def test_benchmark_runs_resumes_and_reports(tmp_path):
     assert {(row["algo"], row["timesteps"]) for row in rows} == {(a, t) for a in ("vpg", "a2c") for t in ("2000", "4000")}
 
 
+def test_report_lists_seeds_in_numeric_order(tmp_path):
+    for seed, final in ((10, 100.0), (2, 20.0)):
+        folder = tmp_path / "runs" / "CartPole-v1" / "vpg" / f"seed{seed}"
+        (folder / "vpg" / "CartPole-v1_1").mkdir(parents=True)
+        (folder / "done.json").write_text("{}")
+        np.savez(folder / "vpg" / "CartPole-v1_1" / "evaluations.npz", timesteps=np.array([10, 20]), results=[[0.0], [final]])
+    table = run_script(str(BENCHMARKS / "benchmark.py"), "report", "--out", str(tmp_path))
+    assert "| CartPole-v1 | vpg | 2 | 20 | 60.0 +- 40.0 | 30.0 +- 20.0 | 20, 100 |" in table
+
+
 def test_atari_curve_resumes_a_saved_run(tmp_path):
     command = [str(BENCHMARKS / "atari_curve.py"), "--algo", "vpg", "--n-envs", "2", "--steps", "128", "--device", "cpu"]
     command += ["--out", str(tmp_path), "--resume", "--set", "n_steps=32"]
@@ -124,3 +134,39 @@ def test_atari_curve_resumes_a_saved_run(tmp_path):
     )  # fmt: skip
     a2c = A2C.load(tmp_path / "a2c" / "model.zip")
     assert (a2c.n_steps, a2c.vf_coef, a2c.ent_coef, a2c.num_timesteps) == (5, 0.25, 0.01, 20)
+
+
+def test_throughput_reports_ratios_and_a_profile(tmp_path):
+    algos = "random,collect,a2c,vpg,vpg_multinomial,vpg_graph"
+    log = run_script(
+        str(BENCHMARKS / "throughput.py"), "--case", "cartpole", "--rounds", "1", "--steps", "2048", "--algos", algos,
+        "--profile", "--out", str(tmp_path / "rounds.csv"),
+    )  # fmt: skip
+    # every Discrete VPG contender's sampler agrees with the policy's probabilities (vpg_graph runs eagerly on CPU)
+    for name in ("vpg", "vpg_multinomial", "vpg_graph"):
+        assert f"{name} sampler check: max |log_prob - policy's| = 0.0e+00" in log
+    speeds, profile_table = log.split("| algo | steps/s under cProfile | ")
+    ratios = {row.split("|")[1].strip(): row.split("|")[4].strip() for row in speeds.splitlines() if row.startswith("| ")}
+    assert ratios["a2c"] == "1.00x" and ratios["collect"].endswith("x") and set(ratios) == {"algo", *algos.split(",")}
+    with open(tmp_path / "rounds.csv") as file:
+        assert {row["algo"] for row in csv.DictReader(file)} == set(algos.split(","))
+    # the profile finds each part of the training loop where it is (the function names of this SB3 version)
+    header, *_, rows = profile_table.split("\n", 3)
+    columns, profile = [column.strip() for column in header.split("|")[:-1]], {}
+    for row in rows.strip().splitlines():
+        cells = [cell.strip() for cell in row.split("|")[1:-1]]
+        profile[cells[0]] = dict(zip(columns, map(float, cells[2:]), strict=True))
+    assert columns == [
+        "env step",
+        "obs to device",
+        "policy forward",
+        "actions to host",
+        "buffer add",
+        "callbacks",
+        "update",
+        "other",
+    ]
+    assert profile["random"]["env step"] > 0 and profile["random"]["policy forward"] == 0
+    for name in ("collect", "a2c", "vpg"):
+        assert all(profile[name][part] > 0 for part in ("env step", "policy forward", "buffer add")), profile[name]
+    assert profile["a2c"]["update"] > profile["vpg"]["update"] > 0 and profile["collect"]["update"] == 0

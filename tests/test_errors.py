@@ -29,6 +29,7 @@ from sb3_vpg import VPG
         (dict(n_critic_updates=-1), "n_critic_updates"),
         (dict(n_steps=1), "normalize_returns"),
         (dict(use_sde=True), "gSDE"),  # SB3's own check
+        ({"policy_kwargs": {"categorical_sampler": "argmax"}}, "categorical_sampler"),
     ],
 )
 def test_bad_hyperparameters(kwargs, match):

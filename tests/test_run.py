@@ -17,6 +17,12 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from sb3_vpg import VPG
+from sb3_vpg.vpg.policies import (
+    GumbelCategoricalDistribution,
+    GumbelMultiCategoricalDistribution,
+    VPGPolicy,
+    gumbel_max_sample,
+)
 from tests.conftest import SeededImageEnv
 
 EVERY_ACTION_SPACE = pytest.mark.parametrize(
@@ -58,6 +64,44 @@ def test_distributions_skip_validation_with_sb3_numbers(env_fn, use_sde):
     assert th.distributions.Distribution._validate_args == validated_before  # the global default is untouched
     for ours, theirs in zip(model.policy.evaluate_actions(obs, actions), sb3_policy.evaluate_actions(obs, actions)):
         assert th.equal(ours, theirs)
+
+
+def test_gumbel_max_sample_draws_the_categorical_distribution():
+    th.manual_seed(0)
+    log_p = th.log(th.tensor([0.5, 0.3, 0.2, 0.0]))  # the last action has probability 0 (log -inf)
+    draws = 200_000
+    for logits in (log_p, log_p + 3.0):  # unnormalized log-probabilities give the same distribution
+        actions = gumbel_max_sample(logits.expand(draws, 4))
+        assert actions.shape == (draws,) and actions.dtype == th.int64
+        frequencies = th.bincount(actions, minlength=4) / draws
+        assert frequencies[3] == 0
+        standard_errors = (th.tensor([0.5, 0.3, 0.2]) * th.tensor([0.5, 0.7, 0.8]) / draws).sqrt()
+        assert ((frequencies[:3] - th.tensor([0.5, 0.3, 0.2])).abs() < 5 * standard_errors).all(), frequencies
+
+
+@pytest.mark.parametrize("use_baseline", [False, True])
+@pytest.mark.parametrize("env_fn", EVERY_ACTION_SPACE.args[1], ids=EVERY_ACTION_SPACE.kwargs["ids"])
+def test_rollouts_do_not_sample_with_multinomial(env_fn, use_baseline, monkeypatch, tmp_path):
+    # Categorical actions are drawn by the Gumbel-max trick: torch.multinomial (a device sync per step on GPU) never runs
+    def multinomial(*args, **kwargs):
+        raise AssertionError("torch.multinomial was called")
+
+    monkeypatch.setattr(th, "multinomial", multinomial)
+    model = VPG("MlpPolicy", make_vec_env(env_fn, n_envs=2, seed=0), n_steps=16, use_baseline=use_baseline, seed=0)
+    expected = {"Discrete": GumbelCategoricalDistribution, "MultiDiscrete": GumbelMultiCategoricalDistribution}
+    space = type(model.action_space).__name__
+    if space in expected:
+        assert type(model.policy.action_dist) is expected[space]
+        # a model saved with torch's sampler keeps it
+        multinomial = VPG("MlpPolicy", model.get_env(), policy_kwargs={"categorical_sampler": "multinomial"})
+        multinomial.save(tmp_path / "multinomial.zip")
+        loaded = VPG.load(tmp_path / "multinomial.zip")
+        assert type(loaded.policy.action_dist) is expected[space].__bases__[0]
+        with pytest.raises(AssertionError, match="torch.multinomial was called"):
+            loaded.predict(model.get_env().reset(), deterministic=False)
+    model.learn(64)
+    actions, _ = model.predict(model.get_env().reset(), deterministic=False)
+    assert model.action_space.contains(actions[0])
 
 
 @pytest.mark.parametrize("sde_sample_freq", [-1, 4])
@@ -213,12 +257,13 @@ def test_same_seed_same_parameters():
 
 def test_baseline_with_bootstrapped_tails_is_a2c():
     # With a baseline, A2C's optimizer and no critic passes or normalization, VPG's update is A2C's with
-    # gae_lambda=1: the bootstrapped reward-to-go is A2C's n-step return, G - V its advantage, the losses the same
-    def train(algo, **kwargs):
+    # gae_lambda=1: the bootstrapped reward-to-go is A2C's n-step return, G - V its advantage, the losses the same.
+    # A2C runs VPG's policy class, for the same sampler (Gumbel-max) and so the same rollouts.
+    def train(algo, policy=VPGPolicy, updates=40, **kwargs):
         env = make_vec_env("CartPole-v1", n_envs=4, seed=0)
         common = dict(n_steps=8, learning_rate=7e-4, ent_coef=0.01, vf_coef=0.25, max_grad_norm=0.5, seed=0)
-        model = algo("MlpPolicy", env, **common, **kwargs)
-        model.learn(4 * 8 * 40)  # 40 updates, a few episode ends and rollout tails in each
+        model = algo(policy, env, **common, **kwargs)
+        model.learn(4 * 8 * updates)  # 40 updates: a few episode ends and rollout tails in each
         return th.nn.utils.parameters_to_vector(model.policy.parameters()).detach()
 
     rmsprop = {"optimizer_class": th.optim.RMSprop, "optimizer_kwargs": {"alpha": 0.99, "eps": 1e-5, "weight_decay": 0}}
@@ -227,6 +272,13 @@ def test_baseline_with_bootstrapped_tails_is_a2c():
     th.testing.assert_close(vpg, a2c, rtol=0, atol=1e-6)
     normalized = train(VPG, use_baseline=True, normalize_returns=True, n_critic_updates=0, policy_kwargs=rmsprop)
     assert (normalized - a2c).abs().max() > 1e-3  # the comparison can tell the updates apart
+    # categorical_sampler="multinomial" draws SB3's actions: the same as A2C with SB3's own policy
+    multinomial = {**rmsprop, "categorical_sampler": "multinomial"}
+    a2c_kwargs = {"gae_lambda": 1.0, "normalize_advantage": False, "use_rms_prop": True, "updates": 10}
+    vpg = train(VPG, use_baseline=True, normalize_returns=False, n_critic_updates=0, policy_kwargs=multinomial, updates=10)
+    sb3 = train(A2C, "MlpPolicy", **a2c_kwargs)
+    th.testing.assert_close(vpg, sb3, rtol=0, atol=1e-6)
+    assert (sb3 - train(A2C, **a2c_kwargs)).abs().max() > 1e-3  # the two samplers give other rollouts
 
 
 def test_pure_mode_leaves_the_critic_untouched():

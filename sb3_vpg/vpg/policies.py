@@ -52,7 +52,7 @@ def gumbel_max_sample(log_probs: th.Tensor) -> th.Tensor:
     on CartPole take 13% more steps per second on CPU with this sampler. Actions of probability 0 (log-probability -inf)
     are never drawn.
 
-    Reference: Gumbel (1954); Maddison, Tarlow & Minka (2014), "A* Sampling", section 2.
+    Reference: Gumbel (1954); Maddison, Tarlow & Minka (2014), "A* Sampling".
 
     :param log_probs: log-probabilities, shape ``(..., n_actions)``
     :return: the drawn action indices (int64), shape ``(...)``

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Everything one 15-minute GPU session measures, as one command (about 11 minutes of it; 6 with SKIP_CURVES=1):
+# What a 15-minute GPU session measures, as one command. Both parts take about 14 minutes, more than a session has
+# once the machine has started: run one, SKIP_CURVES=1 (about 8 minutes) or SKIP_THROUGHPUT=1 (about 6).
 #   1. Pong CnnPolicy throughput, 16 SubprocVecEnv: random actions, SB3's collection alone, A2C and VPG, VPG with
 #      torch's multinomial sampler (VPG's before the Gumbel-max one) and the CUDA-graph experiment, interleaved,
 #      3 rounds, and a profile of one more round each (where the time of an env step goes); then the GPU memory of
@@ -27,7 +28,7 @@ quiet() { grep -v -E "^A\.L\.E|Powered by Stella|^$" || true; }
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   echo "$(nproc) CPUs, $(python3 -c 'import torch, stable_baselines3 as sb3; print("torch", torch.__version__, "SB3", sb3.__version__)')"
   [ -n "$SKIP_THROUGHPUT" ] && exit 0
-  timeout 360 python3 benchmarks/throughput.py --case pong --device "$DEVICE" --rounds 3 \
+  timeout 420 python3 benchmarks/throughput.py --case pong --device "$DEVICE" --rounds 3 \
     --algos "$THROUGHPUT_ALGOS" --profile --update-memory $THROUGHPUT_EXTRA
   timeout 60 python3 benchmarks/throughput.py --batch-copy --device "$DEVICE"
 } 2>&1 | quiet | tee "$OUT/throughput.log"

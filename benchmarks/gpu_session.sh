@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# What a 15-minute GPU session measures, as one command. Both parts take about 14 minutes, more than a session has
-# once the machine has started: run one, SKIP_CURVES=1 (about 8 minutes) or SKIP_THROUGHPUT=1 (about 6).
+# What a 15-minute GPU session measures, as one command. Both parts take about 16 minutes, more than a session has
+# once the machine has started: run one, SKIP_CURVES=1 (about 10 minutes) or SKIP_THROUGHPUT=1 (about 6).
 #   1. Pong CnnPolicy throughput, 16 SubprocVecEnv: random actions, SB3's collection alone, A2C and VPG, VPG with
-#      torch's multinomial sampler (VPG's before the Gumbel-max one) and the CUDA-graph experiment, interleaved,
+#      SB3's sampler (vpg_multinomial) and with new observation arrays every rollout (vpg_fresh_buffer), as VPG was
+#      before each change, and two experiments (vpg_contiguous, vpg_graph; see throughput.py), interleaved,
 #      3 rounds, and a profile of one more round each (where the time of an env step goes); then the GPU memory of
 #      one VPG update on a 16 x 1024 rollout per batch_size, and the time to hand such a rollout to the device as
 #      one batch (SB3's gather against VPG's get()). PPO (0.87-0.92x A2C in two earlier sessions) is left out;
@@ -19,7 +20,7 @@ DEVICE=${DEVICE:-cuda}
 CURVES_FROM=${CURVES_FROM:-}
 SKIP_THROUGHPUT=${SKIP_THROUGHPUT:-}
 SKIP_CURVES=${SKIP_CURVES:-}
-THROUGHPUT_ALGOS=${THROUGHPUT_ALGOS:-random,collect,a2c,vpg,vpg_multinomial,vpg_graph}
+THROUGHPUT_ALGOS=${THROUGHPUT_ALGOS:-random,collect,a2c,vpg,vpg_multinomial,vpg_fresh_buffer,vpg_contiguous,vpg_graph}
 THROUGHPUT_EXTRA=${THROUGHPUT_EXTRA:-}  # a dry run on CPU: DEVICE=cpu SECONDS_LEARN=10 THROUGHPUT_EXTRA="--n-envs 2 --steps 256 --rounds 1"
 mkdir -p "$OUT/pong"
 export PYTHONUNBUFFERED=1
@@ -28,7 +29,7 @@ quiet() { grep -v -E "^A\.L\.E|Powered by Stella|^$" || true; }
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   echo "$(nproc) CPUs, $(python3 -c 'import torch, stable_baselines3 as sb3; print("torch", torch.__version__, "SB3", sb3.__version__)')"
   [ -n "$SKIP_THROUGHPUT" ] && exit 0
-  timeout 420 python3 benchmarks/throughput.py --case pong --device "$DEVICE" --rounds 3 \
+  timeout 540 python3 benchmarks/throughput.py --case pong --device "$DEVICE" --rounds 3 \
     --algos "$THROUGHPUT_ALGOS" --profile --update-memory $THROUGHPUT_EXTRA
   timeout 60 python3 benchmarks/throughput.py --batch-copy --device "$DEVICE"
 } 2>&1 | quiet | tee "$OUT/throughput.log"

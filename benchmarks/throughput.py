@@ -17,11 +17,15 @@ Peak memory: process RSS (CPU) and ``torch.cuda.max_memory_allocated`` per conte
 the observation's copy to the device, the policy's forward pass, the copies back to the host (which wait for
 the device), the buffer, the callbacks and the update.
 
-Two more contenders: ``vpg_multinomial`` is VPG with SB3's sampler for Discrete actions (``torch.multinomial``,
-``categorical_sampler="multinomial"``) instead of its Gumbel-max sampler; ``vpg_graph`` is an experiment, not
-part of the library until a GPU run shows what it is worth: pure REINFORCE whose collection forward pass is
-replayed as one CUDA graph (eager on CPU). Every VPG contender with Discrete actions has its sampler checked
-against the policy's probabilities before the timed rounds.
+More contenders. VPG as it was before two changes: ``vpg_multinomial`` with SB3's sampler for Discrete actions
+(``torch.multinomial``, ``categorical_sampler="multinomial"``) instead of its Gumbel-max sampler, and
+``vpg_fresh_buffer`` with new observation arrays for every rollout, as SB3's buffers allocate them, instead of
+the first rollout's arrays kept. Two experiments, not part of the library until a GPU run shows what they are
+worth: ``vpg_graph``, pure REINFORCE whose collection forward pass is replayed as one CUDA graph (eager on
+CPU), and ``vpg_contiguous``, VPG whose image observations are transposed to channels-first into contiguous
+arrays (SB3's ``VecTransposeImage`` returns a view, which the buffer and, on GPU, the copy to the device each
+transpose again). Every VPG contender with Discrete actions has its sampler checked against the policy's
+probabilities before the timed rounds.
 
 Usage::
 
@@ -54,9 +58,10 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env
 from stable_baselines3.common.utils import obs_as_tensor
-from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecFrameStack
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecFrameStack, VecTransposeImage
 
 from sb3_vpg import VPG
+from sb3_vpg.common.buffers import VPGRolloutBuffer
 
 
 class _CollectOnly(A2C):
@@ -111,6 +116,32 @@ class _GraphVPG(VPG):
         return replay
 
 
+class _FreshObservationsBuffer(VPGRolloutBuffer):
+    """VPG's buffer allocating new observation arrays for every rollout, as SB3's does (and VPG's did before)."""
+
+    def reset(self) -> None:
+        self._observation_storage = None
+        super().reset()
+
+
+class _ContiguousTranspose(VecTransposeImage):
+    """SB3's ``VecTransposeImage`` returning contiguous arrays: one transposing copy per step, where SB3's view is
+    copied twice (by the buffer's ``add`` and, on GPU, by the copy to the device)."""
+
+    @staticmethod
+    def transpose_image(image: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(VecTransposeImage.transpose_image(image))
+
+
+class _ContiguousVPG(VPG):
+    """Experimental: VPG whose channel-last image observations are transposed into contiguous arrays."""
+
+    @staticmethod
+    def _wrap_env(env: Any, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
+        env = VPG._wrap_env(env, verbose, monitor_wrapper)
+        return _ContiguousTranspose(env.venv) if type(env) is VecTransposeImage else env
+
+
 def check_sampler(model: VPG, draws: int = 1000) -> str:
     """
     Compare the sampler with the policy on the model's current observations: the log-probability it reports for
@@ -160,6 +191,10 @@ def build(name: str, case: str, env: VecEnv, seed: int, device: str) -> Any:
         return VPG(policy, env, policy_kwargs={"categorical_sampler": "multinomial"}, **kwargs)
     if name == "vpg_graph":
         return _GraphVPG(policy, env, **kwargs)
+    if name == "vpg_contiguous":
+        return _ContiguousVPG(policy, env, **kwargs)
+    if name == "vpg_fresh_buffer":
+        return VPG(policy, env, rollout_buffer_class=_FreshObservationsBuffer, **kwargs)
     if name == "a2c":
         return A2C(policy, env, **kwargs)
     if name == "ppo":
@@ -225,7 +260,7 @@ def profile_round(model: Any, steps: int) -> dict[str, float]:
 
 
 #: Contenders that are experiments: one that fails in its warm-up is left out of the run instead of stopping it.
-EXPERIMENTS = ("vpg_graph",)
+EXPERIMENTS = ("vpg_graph", "vpg_contiguous")
 
 
 class _PeakMemoryDuringUpdate(BaseCallback):
@@ -272,10 +307,6 @@ def batch_copy(device: str, n_envs: int = 16, n_steps: int = 1024, repeats: int 
     then a copy in ``to_torch``), against VPG's ``get()``, with every sample used (VPG: no copy on CPU) and with the
     last 10% of each env's steps unused (VPG: the gather alone on CPU, no second copy).
     """
-    from gymnasium import spaces
-
-    from sb3_vpg.common.buffers import VPGRolloutBuffer
-
     obs_space = spaces.Box(0, 255, (4, 84, 84), np.uint8)
     buffer = VPGRolloutBuffer(n_steps, obs_space, spaces.Discrete(6), device=device, n_envs=n_envs)
     frames = np.random.default_rng(0).integers(0, 256, (n_envs, 4, 84, 84), dtype=np.uint8)

@@ -1,8 +1,10 @@
 """VPG runs on every supported space, policy and VecEnv, and its update is the REINFORCE update."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from gymnasium import spaces
 from stable_baselines3 import A2C
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import CategoricalDistribution, MultiCategoricalDistribution
@@ -18,6 +20,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from sb3_vpg import VPG
+from sb3_vpg.common.buffers import VPGDictRolloutBuffer, VPGRolloutBuffer
 from sb3_vpg.vpg.policies import (
     GumbelCategoricalDistribution,
     GumbelMultiCategoricalDistribution,
@@ -398,6 +401,65 @@ def test_critic_runs_only_with_a_baseline(use_baseline):
     model.policy.value_net.register_forward_hook(lambda *_: calls.append(1))
     model.learn(128)
     assert bool(calls) == use_baseline
+
+
+def dict_cartpole():
+    """CartPole whose observation is a Dict of positions and velocities (deterministic for a seed)."""
+    env = gym.make("CartPole-v1")
+    low, high = env.observation_space.low, env.observation_space.high
+    space = spaces.Dict({"position": spaces.Box(low[::2], high[::2]), "velocity": spaces.Box(low[1::2], high[1::2])})
+    return gym.wrappers.TransformObservation(env, lambda obs: {"position": obs[::2], "velocity": obs[1::2]}, space)
+
+
+class FreshObservations:
+    """A VPG buffer that allocates new observation arrays for every rollout, as SB3's buffers do."""
+
+    def reset(self):
+        self._observation_storage = None
+        super().reset()
+
+
+class FreshObservationsBuffer(FreshObservations, VPGRolloutBuffer):
+    pass
+
+
+class FreshObservationsDictBuffer(FreshObservations, VPGDictRolloutBuffer):
+    pass
+
+
+@pytest.mark.parametrize(
+    "policy, env_fn, fresh",
+    [
+        ("MlpPolicy", lambda: gym.make("CartPole-v1"), FreshObservationsBuffer),
+        ("MultiInputPolicy", lambda: dict_cartpole(), FreshObservationsDictBuffer),
+    ],
+    ids=["flat", "Dict"],
+)
+def test_rollouts_reuse_the_observation_arrays(policy, env_fn, fresh):
+    # The observations of every rollout go into the first rollout's arrays (new ones page-fault on every first
+    # write), with the same result as new arrays
+    def train(**kwargs):
+        arrays = []  # each rollout's observation arrays (held, so that no allocation can reuse their memory)
+
+        class Arrays(BaseCallback):
+            def _on_step(self):
+                return True
+
+            def _on_rollout_end(self):
+                observations = self.model.rollout_buffer.observations
+                arrays.append(list(observations.values()) if isinstance(observations, dict) else [observations])
+
+        model = VPG(policy, make_vec_env(env_fn, n_envs=2, seed=0), n_steps=100, use_baseline=True, seed=0, **kwargs)
+        model.learn(2 * 100 * 4, callback=Arrays())
+        assert len(arrays) == 4
+        same = [all(a is b for a, b in zip(arrays[0], later, strict=True)) for later in arrays[1:]]
+        return th.nn.utils.parameters_to_vector(model.policy.parameters()).detach(), same
+
+    kept, kept_same = train()
+    new, new_same = train(rollout_buffer_class=fresh)
+    assert all(kept_same)
+    assert not any(new_same)  # the comparison can tell the buffers apart
+    assert th.equal(kept, new)
 
 
 @pytest.mark.parametrize("use_baseline", [False, True])

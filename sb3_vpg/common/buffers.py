@@ -81,6 +81,9 @@ class MonteCarloBufferMixin:
     the un-normalized policy weights (``G`` or ``G - V``) and ``has_return`` the mask, each of shape
     ``(n_steps, n_envs)``, as SB3's buffers do before :meth:`get` flattens them.
 
+    Unlike SB3's buffers, the observation arrays are allocated once and written again by every rollout (new ones
+    page-fault on their first writes): copy ``observations`` to keep a rollout's observations past its update.
+
     :param use_baseline: weights are ``G - V(s)`` instead of ``G``; truncations bootstrap with ``V``
         (SB3's collection already added ``gamma * V(s_T)`` to their reward)
     :param reset_on_reward: a non-zero reward also ends the return (each point of Pong is a rally)

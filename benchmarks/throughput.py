@@ -225,9 +225,9 @@ class RandomActions:
         return self
 
 
-#: Where a training step's time goes (``--profile``): each part is the cumulative time of the functions named
-#: (file name ending, function name, and if given the calling function's name), the largest where several match
-#: (one calling the other). The parts are disjoint: the collection loop's calls and the update.
+#: Where a training step's time goes (``--profile``): each part is the cumulative time of a function (file name
+#: ending, function name) spent in calls from the named caller; the largest where several match. The parts are
+#: disjoint: the collection loop's direct calls, and the update.
 PROFILE_PARTS = {
     "env step": [("base_vec_env.py", "step", "collect_rollouts"), ("base_vec_env.py", "step", "learn")],
     "obs to device": [("common/utils.py", "obs_as_tensor", "collect_rollouts")],

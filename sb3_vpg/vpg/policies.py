@@ -57,8 +57,9 @@ def gumbel_max_sample(log_probs: th.Tensor) -> th.Tensor:
     :param log_probs: log-probabilities, shape ``(..., n_actions)``
     :return: the drawn action indices (int64), shape ``(...)``
     """
-    gumbel = -th.log(-th.log(th.rand_like(log_probs)))  # U = 0 gives -inf, never drawn
-    return th.argmax(log_probs + gumbel, dim=-1)
+    # log_probs + G = log_probs - log(-log U), built in place in one buffer (it runs at every rollout step);
+    # U = 0 gives G = -inf, never drawn
+    return th.argmax(log_probs - th.rand_like(log_probs).log_().neg_().log_(), dim=-1)
 
 
 class GumbelCategoricalDistribution(CategoricalDistribution):
@@ -92,7 +93,7 @@ class _SwitchableCritic:
     """
     Mixin over an ``ActorCriticPolicy`` class: ``use_critic=False`` makes ``forward`` and ``predict_values`` skip
     the critic; action distributions skip torch's argument validation; categorical actions are sampled by
-    :func:`gumbel_max_sample` unless ``categorical_sampler="multinomial"`` (see ``_SAMPLER_PARAM``).
+    :func:`gumbel_max_sample` unless ``categorical_sampler="multinomial"``.
     """
 
     use_critic: bool = True
@@ -136,7 +137,7 @@ class _SwitchableCritic:
 
 _SAMPLER_PARAM = """:param categorical_sampler: How Discrete and MultiDiscrete actions are drawn: ``"gumbel"`` (default,
     the Gumbel-max trick) or ``"multinomial"`` (torch's ``Categorical.sample``, as SB3's policies do). Both draw from
-    the same distribution, but from different random numbers: a seed gives other actions with each
+    the same distribution, but from different random numbers: the same seed gives other actions with each sampler
 
 SB3's documentation of the other parameters:
 """

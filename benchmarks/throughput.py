@@ -17,15 +17,16 @@ Peak memory: process RSS (CPU) and ``torch.cuda.max_memory_allocated`` per conte
 the observation's copy to the device, the policy's forward pass, the copies back to the host (which wait for
 the device), the buffer, the callbacks and the update.
 
-More contenders. VPG as it was before two changes: ``vpg_multinomial`` with SB3's sampler for Discrete actions
-(``torch.multinomial``, ``categorical_sampler="multinomial"``) instead of its Gumbel-max sampler, and
+More contenders. VPG as it was before three changes: ``vpg_multinomial`` with SB3's sampler for Discrete actions
+(``torch.multinomial``, ``categorical_sampler="multinomial"``) instead of its Gumbel-max sampler;
 ``vpg_fresh_buffer`` with new observation arrays for every rollout, as SB3's buffers allocate them, instead of
-the first rollout's arrays kept. Two experiments, not part of the library until a GPU run shows what they are
-worth: ``vpg_graph``, pure REINFORCE whose collection forward pass is replayed as one CUDA graph (eager on
-CPU), and ``vpg_contiguous``, VPG whose image observations are transposed to channels-first into contiguous
-arrays (SB3's ``VecTransposeImage`` returns a view, which the buffer and, on GPU, the copy to the device each
-transpose again). Every VPG contender with Discrete actions has its sampler checked against the policy's
-probabilities before the timed rounds.
+the first rollout's arrays kept; ``vpg_serial`` with SB3's collection loop and ``add()``, which copy each
+observation into the buffer after the env step instead of during it; and ``vpg_before`` with all three undone.
+Two experiments, not part of the library until a GPU run shows what they are worth: ``vpg_graph``, pure
+REINFORCE whose collection forward pass is replayed as one CUDA graph (eager on CPU), and ``vpg_contiguous``, VPG
+whose image observations are transposed to channels-first into contiguous arrays (SB3's ``VecTransposeImage``
+returns a view, which the buffer and, on GPU, the copy to the device each transpose again). Every VPG contender
+with Discrete actions has its sampler checked against the policy's probabilities before the timed rounds.
 
 Usage::
 
@@ -57,6 +58,7 @@ from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecFrameStack, VecTransposeImage
 
@@ -116,12 +118,29 @@ class _GraphVPG(VPG):
         return replay
 
 
+class _SerialBuffer(VPGRolloutBuffer):
+    """VPG's buffer filled by SB3's ``add()``: the whole step, observation included, written after the env step."""
+
+    add = RolloutBuffer.add  # the function itself, so that the profile finds it where it finds VPG's add()
+
+
+class _SerialVPG(VPG):
+    """VPG as before the observations were copied into the buffer during the env step: SB3's collection loop."""
+
+    def collect_rollouts(self, *args: Any, **kwargs: Any) -> bool:
+        return OnPolicyAlgorithm.collect_rollouts(self, *args, **kwargs)
+
+
 class _FreshObservationsBuffer(VPGRolloutBuffer):
     """VPG's buffer allocating new observation arrays for every rollout, as SB3's does (and VPG's did before)."""
 
     def reset(self) -> None:
         self._observation_storage = None
         super().reset()
+
+
+class _BeforeBuffer(_FreshObservationsBuffer, _SerialBuffer):
+    """Both buffer changes undone: new observation arrays every rollout, filled by SB3's ``add()``."""
 
 
 class _ContiguousTranspose(VecTransposeImage):
@@ -195,6 +214,11 @@ def build(name: str, case: str, env: VecEnv, seed: int, device: str) -> Any:
         return _ContiguousVPG(policy, env, **kwargs)
     if name == "vpg_fresh_buffer":
         return VPG(policy, env, rollout_buffer_class=_FreshObservationsBuffer, **kwargs)
+    if name == "vpg_serial":
+        return _SerialVPG(policy, env, rollout_buffer_class=_SerialBuffer, **kwargs)
+    if name == "vpg_before":  # all three undone: VPG as the third H200 run measured it
+        sampler = {"categorical_sampler": "multinomial"}
+        return _SerialVPG(policy, env, policy_kwargs=sampler, rollout_buffer_class=_BeforeBuffer, **kwargs)
     if name == "a2c":
         return A2C(policy, env, **kwargs)
     if name == "ppo":
@@ -237,6 +261,9 @@ PROFILE_PARTS = {
     "callbacks": [("callbacks.py", "on_step", "collect_rollouts")],
     "update": [("", "train", "learn")],
 }
+#: Parts inside another (not added to the sum): VPG's copy of each observation into the buffer, made while the envs
+#: step (between ``step_async`` and ``step_wait``, so it overlaps a SubprocVecEnv's workers).
+PROFILE_WITHIN = {"obs to buffer (in env step)": [("buffers.py", "stage_observation", "step_async")]}
 
 
 def profile_round(model: Any, steps: int) -> dict[str, float]:
@@ -248,7 +275,7 @@ def profile_round(model: Any, steps: int) -> dict[str, float]:
     profiler.disable()
     seconds = {"total": time.perf_counter() - start}
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
-    for part, functions in PROFILE_PARTS.items():
+    for part, functions in {**PROFILE_PARTS, **PROFILE_WITHIN}.items():
         seconds[part] = 0.0
         for (file, _, name), (_, _, _, _, callers) in stats.items():
             for suffix, function, caller in functions:
@@ -431,13 +458,14 @@ def main() -> None:
             cells.append(f"{peak_gpu.get(name, 0):.0f}")
         print("| " + " | ".join(cells) + " |")
     if args.profile:
-        print("\n| algo | steps/s under cProfile | " + " | ".join(PROFILE_PARTS) + " | other |")
-        print("|---|---|" + "---|" * (len(PROFILE_PARTS) + 1))
-        print("| (microseconds per env step of all envs) |" + " |" * (len(PROFILE_PARTS) + 2))
+        columns = [*PROFILE_PARTS, "other", *PROFILE_WITHIN]
+        print("\n| algo | steps/s under cProfile | " + " | ".join(columns) + " |")
+        print("|---|---|" + "---|" * len(columns))
+        print("| (microseconds per env step of all envs) |" + " |" * (len(columns) + 1))
         for name, model in models.items():
             seconds = profile_round(model, steps)
             per_step = 1e6 * n_envs / model.num_timesteps
-            cells = [f"{seconds[part] * per_step:.0f}" for part in [*PROFILE_PARTS, "other"]]
+            cells = [f"{seconds[part] * per_step:.0f}" for part in columns]
             print(f"| {name} | {model.num_timesteps / seconds['total']:.0f} | " + " | ".join(cells) + " |", flush=True)
     if args.out:
         with open(args.out, "w", newline="") as file:

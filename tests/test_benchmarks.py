@@ -137,13 +137,13 @@ def test_atari_curve_resumes_a_saved_run(tmp_path):
 
 
 def test_throughput_reports_ratios_and_a_profile(tmp_path):
-    algos = "random,collect,a2c,vpg,vpg_multinomial,vpg_fresh_buffer,vpg_contiguous,vpg_graph"
+    algos = "random,collect,a2c,vpg,vpg_multinomial,vpg_fresh_buffer,vpg_serial,vpg_before,vpg_contiguous,vpg_graph"
     log = run_script(
         str(BENCHMARKS / "throughput.py"), "--case", "cartpole", "--rounds", "1", "--steps", "2048", "--algos", algos,
         "--profile", "--out", str(tmp_path / "rounds.csv"),
     )  # fmt: skip
     # every Discrete VPG contender's sampler agrees with the policy's probabilities (vpg_graph runs eagerly on CPU)
-    for name in ("vpg", "vpg_multinomial", "vpg_fresh_buffer", "vpg_contiguous", "vpg_graph"):
+    for name in ("vpg", "vpg_multinomial", "vpg_fresh_buffer", "vpg_serial", "vpg_before", "vpg_contiguous", "vpg_graph"):
         assert f"{name} sampler check: max |log_prob - policy's| = 0.0e+00" in log
     speeds, profile_table = log.split("| algo | steps/s under cProfile | ")
     ratios = {row.split("|")[1].strip(): row.split("|")[4].strip() for row in speeds.splitlines() if row.startswith("| ")}
@@ -165,8 +165,12 @@ def test_throughput_reports_ratios_and_a_profile(tmp_path):
         "callbacks",
         "update",
         "other",
+        "obs to buffer (in env step)",
     ]
     assert profile["random"]["env step"] > 0 and profile["random"]["policy forward"] == 0
     for name in ("collect", "a2c", "vpg"):
         assert all(profile[name][part] > 0 for part in ("env step", "policy forward", "buffer add")), profile[name]
     assert profile["a2c"]["update"] > profile["vpg"]["update"] > 0 and profile["collect"]["update"] == 0
+    # VPG copies the observations into the buffer during the env step; SB3's loop (vpg_serial, vpg_before) after it
+    assert profile["vpg"]["obs to buffer (in env step)"] > 0
+    assert profile["vpg_serial"]["obs to buffer (in env step)"] == profile["vpg_before"]["obs to buffer (in env step)"] == 0

@@ -6,6 +6,7 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from stable_baselines3 import A2C
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import CategoricalDistribution, MultiCategoricalDistribution
 from stable_baselines3.common.env_util import make_vec_env
@@ -16,8 +17,9 @@ from stable_baselines3.common.envs import (
     IdentityEnvMultiDiscrete,
     SimpleMultiObsEnv,
 )
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.vec_env import SubprocVecEnv
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnvWrapper
 
 from sb3_vpg import VPG
 from sb3_vpg.common.buffers import VPGDictRolloutBuffer, VPGRolloutBuffer
@@ -460,6 +462,111 @@ def test_rollouts_reuse_the_observation_arrays(policy, env_fn, fresh):
     assert all(kept_same)
     assert not any(new_same)  # the comparison can tell the buffers apart
     assert th.equal(kept, new)
+
+
+class SB3Collection:
+    """VPG's buffer filled as SB3 fills its own: the whole step written by SB3's add(), after the env step."""
+
+    def add(self, *args, **kwargs):
+        (DictRolloutBuffer if isinstance(self.observations, dict) else RolloutBuffer).add(self, *args, **kwargs)
+
+
+class SB3CollectionBuffer(SB3Collection, VPGRolloutBuffer):
+    pass
+
+
+class SB3CollectionDictBuffer(SB3Collection, VPGDictRolloutBuffer):
+    pass
+
+
+class SB3CollectionVPG(VPG):
+    def collect_rollouts(self, *args, **kwargs):
+        return OnPolicyAlgorithm.collect_rollouts(self, *args, **kwargs)
+
+
+def rollouts_and_parameters(algo, policy, env, **kwargs):
+    """Every array of every rollout's buffer, and the parameters after the last update."""
+    rollouts = []
+
+    class Rollouts(BaseCallback):
+        def _on_step(self):
+            return True
+
+        def _on_rollout_end(self):
+            buffer = self.model.rollout_buffer
+            observations = buffer.observations if isinstance(buffer.observations, dict) else {"obs": buffer.observations}
+            arrays = {key: value.copy() for key, value in observations.items()}
+            for name in ("actions", "rewards", "episode_starts", "values", "log_probs", "returns", "has_return"):
+                arrays[name] = getattr(buffer, name).copy()
+            rollouts.append(arrays)
+
+    model = algo(policy, env, n_steps=32, seed=0, **kwargs)
+    try:
+        model.learn(3 * 32 * env.num_envs, callback=Rollouts())
+    finally:
+        env.close()
+    return rollouts, th.nn.utils.parameters_to_vector(model.policy.parameters()).detach()
+
+
+@pytest.mark.parametrize(
+    "policy, env_fn, buffer_class, vec_env_cls",
+    [
+        ("MlpPolicy", lambda: IdentityEnv(dim=3, ep_length=10), SB3CollectionBuffer, None),  # Discrete observations
+        ("MlpPolicy", lambda: IdentityEnvBox(ep_length=10), SB3CollectionBuffer, None),
+        ("MlpPolicy", lambda: IdentityEnvMultiDiscrete(dim=3, ep_length=10), SB3CollectionBuffer, None),
+        ("MlpPolicy", lambda: IdentityEnvMultiBinary(dim=3, ep_length=10), SB3CollectionBuffer, None),
+        ("MultiInputPolicy", lambda: dict_cartpole(), SB3CollectionDictBuffer, None),
+        ("MlpPolicy", lambda: gym.make("CartPole-v1"), SB3CollectionBuffer, SubprocVecEnv),
+    ],
+    ids=["Discrete", "Box", "MultiDiscrete", "MultiBinary", "Dict", "SubprocVecEnv"],
+)
+def test_staged_observations_fill_the_buffer_as_sb3s_add(policy, env_fn, buffer_class, vec_env_cls):
+    # Observations copied into the buffer during the env step, the rest by VPG's add(): the same rollouts, bit for
+    # bit, as SB3's collection loop and add() on the same seed
+    def run(algo, **kwargs):
+        env = make_vec_env(env_fn, n_envs=2, seed=0, vec_env_cls=vec_env_cls)
+        return rollouts_and_parameters(algo, policy, env, use_baseline=True, **kwargs)
+
+    staged, staged_parameters = run(VPG)
+    sb3, sb3_parameters = run(SB3CollectionVPG, rollout_buffer_class=buffer_class)
+    assert len(staged) == len(sb3) == 3
+    for staged_rollout, sb3_rollout in zip(staged, sb3, strict=True):
+        assert staged_rollout.keys() == sb3_rollout.keys()
+        for name in staged_rollout:
+            assert np.array_equal(staged_rollout[name], sb3_rollout[name]), name
+    assert th.equal(staged_parameters, sb3_parameters)
+
+
+class CheckStaged(VecEnvWrapper):
+    """Under VPG's staging: blanks the buffer's row when the actions go out, and counts the steps whose row holds the
+    observation by the time the envs return."""
+
+    def __init__(self, venv):
+        super().__init__(venv)
+        self.model, self.staged, self.steps = None, 0, 0
+
+    def step_async(self, actions):
+        buffer = self.model.rollout_buffer
+        buffer.observations[buffer.pos] = np.nan
+        super().step_async(actions)
+
+    def step_wait(self):
+        buffer = self.model.rollout_buffer
+        self.staged += np.array_equal(buffer.observations[buffer.pos], self.model._last_obs)
+        self.steps += 1
+        return self.venv.step_wait()
+
+    def reset(self):
+        return self.venv.reset()
+
+
+def test_observations_reach_the_buffer_while_the_envs_step():
+    env = CheckStaged(make_vec_env("CartPole-v1", n_envs=2, seed=0))
+    model = VPG("MlpPolicy", env, n_steps=32, seed=0)
+    env.model = model
+    model.learn(2 * 32 * 2)
+    assert env.steps == 2 * 32
+    assert env.staged == env.steps
 
 
 @pytest.mark.parametrize("use_baseline", [False, True])

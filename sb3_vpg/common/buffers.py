@@ -83,6 +83,8 @@ class MonteCarloBufferMixin:
 
     Unlike SB3's buffers, the observation arrays are allocated once and written again by every rollout (new ones
     page-fault on their first writes): copy ``observations`` to keep a rollout's observations past its update.
+    VPG copies each step's observation into the buffer while the envs step (:meth:`stage_observation`), so
+    :meth:`add` has only the small arrays left to write.
 
     :param use_baseline: weights are ``G - V(s)`` instead of ``G``; truncations bootstrap with ``V``
         (SB3's collection already added ``gamma * V(s_T)`` to their reward)
@@ -97,7 +99,10 @@ class MonteCarloBufferMixin:
     full: bool
     gamma: float
     generator_ready: bool
+    actions: np.ndarray
     rewards: np.ndarray
+    episode_starts: np.ndarray
+    log_probs: np.ndarray
     returns: np.ndarray
     values: np.ndarray
     advantages: np.ndarray
@@ -116,6 +121,7 @@ class MonteCarloBufferMixin:
         self.reset_on_reward = reset_on_reward
         self.incomplete_episodes = incomplete_episodes
         self._observation_storage: Any = None  # the observation arrays, kept from one rollout to the next
+        self._staged: tuple[Any, int] | None = None  # (observation, row) already copied by stage_observation()
         super().__init__(*args, **kwargs)
 
     def reset(self) -> None:
@@ -124,6 +130,7 @@ class MonteCarloBufferMixin:
         self.episode_ends = np.zeros(shape, dtype=bool)
         self.has_return = np.zeros(shape, dtype=bool)
         self._recorded_pos = 0
+        self._staged = None
         super().reset()  # type: ignore[misc]
         # Keep the observation arrays of the first rollout for all the next ones. SB3 allocates new ones for every
         # rollout, and the first write to each page of a new allocation faults (about 0.8 ms per step for 16 Atari
@@ -145,13 +152,48 @@ class MonteCarloBufferMixin:
         self.episode_ends[self.pos] = dones
         self._recorded_pos = self.pos + 1
 
-    def add(self, *args, **kwargs) -> None:
+    def stage_observation(self, obs: Any) -> None:
+        """
+        Copy the observation of the step being collected into the buffer ahead of :meth:`add`, which then skips it.
+        VPG calls this once the actions are sent to the envs (``step_async``), so the copy (a frame stack per env on
+        Atari) runs while the envs step: a ``SubprocVecEnv``'s workers step in parallel with it.
+
+        :param obs: the observation the step's actions were chosen from (flat array or dict of arrays)
+        """
+        if isinstance(self.observations, dict):
+            for key, array in self.observations.items():
+                array[self.pos] = np.reshape(obs[key], array.shape[1:])
+        else:
+            # reshape: Discrete observations come as (n_envs,) for rows of (n_envs, 1), as in SB3's add()
+            self.observations[self.pos] = np.reshape(obs, self.observations.shape[1:])
+        self._staged = (obs, self.pos)
+
+    def add(  # type: ignore[override]
+        self,
+        obs: Any,
+        action: np.ndarray,
+        reward: np.ndarray,
+        episode_start: np.ndarray,
+        value: th.Tensor,
+        log_prob: th.Tensor,
+    ) -> None:
+        # Overridden to skip an observation staged during the env step (and SB3's np.array/clone copies); same rows
         if self._recorded_pos != self.pos + 1:
             raise RuntimeError(
                 "Every step added to a Monte-Carlo rollout buffer must first be recorded with record_step(); "
                 "collect rollouts through VPG.learn()"
             )
-        super().add(*args, **kwargs)  # type: ignore[misc]
+        if self._staged is None or self._staged[0] is not obs or self._staged[1] != self.pos:
+            self.stage_observation(obs)
+        self._staged = None
+        self.actions[self.pos] = action.reshape(self.actions.shape[1:])
+        self.rewards[self.pos] = reward
+        self.episode_starts[self.pos] = episode_start
+        self.values[self.pos] = value.cpu().numpy().reshape(-1)
+        self.log_probs[self.pos] = log_prob.cpu().numpy().reshape(-1)
+        self.pos += 1
+        if self.pos == self.buffer_size:
+            self.full = True
 
     def compute_returns_and_advantage(self, last_values: th.Tensor, dones: np.ndarray) -> None:
         """

@@ -12,6 +12,8 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 from torch.nn import functional as F
 
 from sb3_vpg.common.buffers import MonteCarloBufferMixin, VPGDictRolloutBuffer, VPGRolloutBuffer, check_incomplete_episodes
@@ -52,6 +54,29 @@ class _RecordEnvSteps(BaseCallback):
 
     def _on_training_end(self) -> None:
         self._watch.remove()
+
+
+class _StageObservations(VecEnvWrapper):
+    """
+    The training env as one rollout's collection sees it: once the actions are sent (``step_async``), the
+    observation they were chosen from is copied into the rollout buffer while the envs step, instead of after
+    ``step_wait`` (SB3's ``add``). With a ``SubprocVecEnv`` the copy overlaps the workers' steps.
+    """
+
+    def __init__(self, venv: VecEnv, model: "VPG", rollout_buffer: MonteCarloBufferMixin) -> None:
+        super().__init__(venv)
+        self.model = model
+        self.rollout_buffer = rollout_buffer
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self.venv.step_async(actions)
+        self.rollout_buffer.stage_observation(self.model._last_obs)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        return self.venv.step_wait()
+
+    def reset(self) -> VecEnvObs:
+        return self.venv.reset()
 
 
 class VPG(OnPolicyAlgorithm):
@@ -230,6 +255,13 @@ class VPG(OnPolicyAlgorithm):
         callbacks = [] if callback is None else callback if isinstance(callback, list) else [callback]
         callbacks = [_RecordEnvSteps()] + [cb if isinstance(cb, BaseCallback) else ConvertCallback(cb) for cb in callbacks]
         return super()._init_callback(callbacks, progress_bar)
+
+    def collect_rollouts(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        # Overridden only to run SB3's collection on the env wrapped by _StageObservations (buffer writes overlap env steps)
+        staging_env = _StageObservations(env, self, rollout_buffer)  # type: ignore[arg-type]
+        return super().collect_rollouts(staging_env, callback, rollout_buffer, n_rollout_steps)
 
     def train(self) -> None:
         """

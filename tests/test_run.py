@@ -560,6 +560,31 @@ class CheckStaged(VecEnvWrapper):
         return self.venv.reset()
 
 
+class OwnStep(VecEnvWrapper):
+    """A VecEnv whose step() does more than step_async() and step_wait()."""
+
+    def __init__(self, venv):
+        super().__init__(venv)
+        self.calls = 0
+
+    def step(self, actions):
+        self.calls += 1
+        return super().step(actions)
+
+    def step_wait(self):
+        return self.venv.step_wait()
+
+    def reset(self):
+        return self.venv.reset()
+
+
+def test_a_vec_env_with_its_own_step_is_stepped_by_it():
+    # VPG's staging calls step_async/step_wait; a VecEnv that overrides step() is left to SB3's loop instead
+    env = OwnStep(make_vec_env("CartPole-v1", n_envs=2, seed=0))
+    VPG("MlpPolicy", env, n_steps=32, seed=0).learn(2 * 32 * 2)
+    assert env.calls == 2 * 32
+
+
 def test_observations_reach_the_buffer_while_the_envs_step():
     env = CheckStaged(make_vec_env("CartPole-v1", n_envs=2, seed=0))
     model = VPG("MlpPolicy", env, n_steps=32, seed=0)

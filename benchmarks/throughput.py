@@ -22,11 +22,9 @@ More contenders. VPG as it was before three changes: ``vpg_multinomial`` with SB
 ``vpg_fresh_buffer`` with new observation arrays for every rollout, as SB3's buffers allocate them, instead of
 the first rollout's arrays kept; ``vpg_serial`` with SB3's collection loop and ``add()``, which copy each
 observation into the buffer after the env step instead of during it; and ``vpg_before`` with all three undone.
-Two experiments, not part of the library until a GPU run shows what they are worth: ``vpg_graph``, pure
-REINFORCE whose collection forward pass is replayed as one CUDA graph (eager on CPU), and ``vpg_contiguous``, VPG
-whose image observations are transposed to channels-first into contiguous arrays (SB3's ``VecTransposeImage``
-returns a view, which the buffer and, on GPU, the copy to the device each transpose again). Every VPG contender
-with Discrete actions has its sampler checked against the policy's probabilities before the timed rounds.
+An experiment, not part of the library until a GPU run shows what it is worth: ``vpg_graph``, pure REINFORCE
+whose collection forward pass is replayed as one CUDA graph (eager on CPU). Every VPG contender with Discrete
+actions has its sampler checked against the policy's probabilities before the timed rounds.
 
 Usage::
 
@@ -60,7 +58,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.utils import obs_as_tensor
-from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecFrameStack, VecTransposeImage
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecFrameStack
 
 from sb3_vpg import VPG
 from sb3_vpg.common.buffers import VPGRolloutBuffer
@@ -143,24 +141,6 @@ class _BeforeBuffer(_FreshObservationsBuffer, _SerialBuffer):
     """Both buffer changes undone: new observation arrays every rollout, filled by SB3's ``add()``."""
 
 
-class _ContiguousTranspose(VecTransposeImage):
-    """SB3's ``VecTransposeImage`` returning contiguous arrays: one transposing copy per step, where SB3's view is
-    copied twice (by the buffer's ``add`` and, on GPU, by the copy to the device)."""
-
-    @staticmethod
-    def transpose_image(image: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(VecTransposeImage.transpose_image(image))
-
-
-class _ContiguousVPG(VPG):
-    """Experimental: VPG whose channel-last image observations are transposed into contiguous arrays."""
-
-    @staticmethod
-    def _wrap_env(env: Any, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
-        env = VPG._wrap_env(env, verbose, monitor_wrapper)
-        return _ContiguousTranspose(env.venv) if type(env) is VecTransposeImage else env
-
-
 def check_sampler(model: VPG, draws: int = 1000) -> str:
     """
     Compare the sampler with the policy on the model's current observations: the log-probability it reports for
@@ -210,8 +190,6 @@ def build(name: str, case: str, env: VecEnv, seed: int, device: str) -> Any:
         return VPG(policy, env, policy_kwargs={"categorical_sampler": "multinomial"}, **kwargs)
     if name == "vpg_graph":
         return _GraphVPG(policy, env, **kwargs)
-    if name == "vpg_contiguous":
-        return _ContiguousVPG(policy, env, **kwargs)
     if name == "vpg_fresh_buffer":
         return VPG(policy, env, rollout_buffer_class=_FreshObservationsBuffer, **kwargs)
     if name == "vpg_serial":
@@ -287,7 +265,7 @@ def profile_round(model: Any, steps: int) -> dict[str, float]:
 
 
 #: Contenders that are experiments: one that fails in its warm-up is left out of the run instead of stopping it.
-EXPERIMENTS = ("vpg_graph", "vpg_contiguous")
+EXPERIMENTS = ("vpg_graph",)
 
 
 class _PeakMemoryDuringUpdate(BaseCallback):

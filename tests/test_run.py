@@ -19,7 +19,7 @@ from stable_baselines3.common.envs import (
 )
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnvWrapper, VecFrameStack
 
 from sb3_vpg import VPG
 from sb3_vpg.common.buffers import VPGDictRolloutBuffer, VPGRolloutBuffer
@@ -508,27 +508,31 @@ def rollouts_and_parameters(algo, policy, env, **kwargs):
     return rollouts, th.nn.utils.parameters_to_vector(model.policy.parameters()).detach()
 
 
-@pytest.mark.parametrize(
-    "policy, env_fn, buffer_class, vec_env_cls",
-    [
-        ("MlpPolicy", lambda: IdentityEnv(dim=3, ep_length=10), SB3CollectionBuffer, None),  # Discrete observations
-        ("MlpPolicy", lambda: IdentityEnvBox(ep_length=10), SB3CollectionBuffer, None),
-        ("MlpPolicy", lambda: IdentityEnvMultiDiscrete(dim=3, ep_length=10), SB3CollectionBuffer, None),
-        ("MlpPolicy", lambda: IdentityEnvMultiBinary(dim=3, ep_length=10), SB3CollectionBuffer, None),
-        ("MultiInputPolicy", lambda: dict_cartpole(), SB3CollectionDictBuffer, None),
-        ("MlpPolicy", lambda: gym.make("CartPole-v1"), SB3CollectionBuffer, SubprocVecEnv),
-    ],
-    ids=["Discrete", "Box", "MultiDiscrete", "MultiBinary", "Dict", "SubprocVecEnv"],
-)
-def test_staged_observations_fill_the_buffer_as_sb3s_add(policy, env_fn, buffer_class, vec_env_cls):
-    # Observations copied into the buffer during the env step, the rest by VPG's add(): the same rollouts, bit for
-    # bit, as SB3's collection loop and add() on the same seed
-    def run(algo, **kwargs):
-        env = make_vec_env(env_fn, n_envs=2, seed=0, vec_env_cls=vec_env_cls)
-        return rollouts_and_parameters(algo, policy, env, use_baseline=True, **kwargs)
+def frame_stacked_images():
+    """Channels-last images stacked by VecFrameStack, which VPG transposes (a view), as on Atari."""
+    return VecFrameStack(make_vec_env(SeededImageEnv, n_envs=2, seed=0), n_stack=2)
 
-    staged, staged_parameters = run(VPG)
-    sb3, sb3_parameters = run(SB3CollectionVPG, rollout_buffer_class=buffer_class)
+
+@pytest.mark.parametrize(
+    "policy, make_env, buffer_class",
+    [
+        ("MlpPolicy", lambda: make_vec_env(lambda: IdentityEnv(dim=3, ep_length=10), 2, 0), SB3CollectionBuffer),
+        ("MlpPolicy", lambda: make_vec_env(lambda: IdentityEnvBox(ep_length=10), 2, 0), SB3CollectionBuffer),
+        ("MlpPolicy", lambda: make_vec_env(lambda: IdentityEnvMultiDiscrete(dim=3, ep_length=10), 2, 0), SB3CollectionBuffer),
+        ("MlpPolicy", lambda: make_vec_env(lambda: IdentityEnvMultiBinary(dim=3, ep_length=10), 2, 0), SB3CollectionBuffer),
+        ("MultiInputPolicy", lambda: make_vec_env(dict_cartpole, 2, 0), SB3CollectionDictBuffer),
+        ("MlpPolicy", lambda: make_vec_env("CartPole-v1", 2, 0, vec_env_cls=SubprocVecEnv), SB3CollectionBuffer),
+        ("CnnPolicy", frame_stacked_images, SB3CollectionBuffer),
+    ],
+    ids=["Discrete", "Box", "MultiDiscrete", "MultiBinary", "Dict", "SubprocVecEnv", "VecFrameStack"],
+)
+def test_staged_observations_fill_the_buffer_as_sb3s_add(policy, make_env, buffer_class):
+    # Observations copied into the buffer during the env step, the rest by VPG's add(): the same rollouts, bit for
+    # bit, as SB3's collection loop and add() on the same seed (Discrete observations in the first case)
+    staged, staged_parameters = rollouts_and_parameters(VPG, policy, make_env(), use_baseline=True)
+    sb3, sb3_parameters = rollouts_and_parameters(
+        SB3CollectionVPG, policy, make_env(), use_baseline=True, rollout_buffer_class=buffer_class
+    )
     assert len(staged) == len(sb3) == 3
     for staged_rollout, sb3_rollout in zip(staged, sb3, strict=True):
         assert staged_rollout.keys() == sb3_rollout.keys()

@@ -260,8 +260,9 @@ class VPG(OnPolicyAlgorithm):
         self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
     ) -> bool:
         # Overridden only to run SB3's collection on the env wrapped by _StageObservations (buffer writes overlap env steps)
-        if type(env).step is VecEnv.step:  # a VecEnv with a step() of its own is stepped as it is, by SB3's loop
-            env = _StageObservations(env, self, rollout_buffer)  # type: ignore[arg-type]
+        # A VecEnv with a step() of its own is stepped as it is, by SB3's loop
+        if type(env).step is VecEnv.step and isinstance(rollout_buffer, MonteCarloBufferMixin):
+            env = _StageObservations(env, self, rollout_buffer)
         return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
 
     def train(self) -> None:

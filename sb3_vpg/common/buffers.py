@@ -121,7 +121,7 @@ class MonteCarloBufferMixin:
         self.reset_on_reward = reset_on_reward
         self.incomplete_episodes = incomplete_episodes
         self._observation_storage: Any = None  # the observation arrays, kept from one rollout to the next
-        self._staged: tuple[Any, int] | None = None  # (observation, row) already copied by stage_observation()
+        self._staged: Any = None  # the observation stage_observation() copied into row pos (add() clears it)
         super().__init__(*args, **kwargs)
 
     def reset(self) -> None:
@@ -166,7 +166,7 @@ class MonteCarloBufferMixin:
         else:
             # reshape: Discrete observations come as (n_envs,) for rows of (n_envs, 1), as in SB3's add()
             self.observations[self.pos] = np.reshape(obs, self.observations.shape[1:])
-        self._staged = (obs, self.pos)
+        self._staged = obs
 
     def add(  # type: ignore[override]
         self,
@@ -183,7 +183,7 @@ class MonteCarloBufferMixin:
                 "Every step added to a Monte-Carlo rollout buffer must first be recorded with record_step(); "
                 "collect rollouts through VPG.learn()"
             )
-        if self._staged is None or self._staged[0] is not obs or self._staged[1] != self.pos:
+        if obs is not self._staged:  # pos moves only here and in reset(), which both clear _staged
             self.stage_observation(obs)
         self._staged = None
         self.actions[self.pos] = action.reshape(self.actions.shape[1:])

@@ -3,7 +3,7 @@
 # once the machine has started: run one, SKIP_CURVES=1 (about 10 minutes) or SKIP_THROUGHPUT=1 (about 6).
 #   1. Pong CnnPolicy throughput, 16 SubprocVecEnv: random actions, SB3's collection alone, A2C and VPG, VPG as
 #      the last H200 run measured it (vpg_before: SB3's sampler, new observation arrays every rollout, SB3's
-#      add() after the env step), and an experiment (vpg_graph, see throughput.py), interleaved,
+#      add() after the env step), and VPG with cuda_graph=True (vpg_graph), interleaved,
 #      3 rounds, and a profile of one more round each (where the time of an env step goes); then the GPU memory of
 #      one VPG update on a 16 x 1024 rollout per batch_size, and the time to hand such a rollout to the device as
 #      one batch (SB3's gather against VPG's get()). PPO (0.87-0.92x A2C in two earlier sessions) is left out;

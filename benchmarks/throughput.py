@@ -22,8 +22,8 @@ More contenders. VPG as it was before three changes: ``vpg_multinomial`` with SB
 ``vpg_fresh_buffer`` with new observation arrays for every rollout, as SB3's buffers allocate them, instead of
 the first rollout's arrays kept; ``vpg_serial`` with SB3's collection loop and ``add()``, which copy each
 observation into the buffer after the env step instead of during it; and ``vpg_before`` with all three undone.
-An experiment, not part of the library until a GPU run shows what it is worth: ``vpg_graph``, pure REINFORCE
-whose collection forward pass is replayed as one CUDA graph (eager on CPU). Every VPG contender with Discrete
+And ``vpg_graph``, VPG whose rollout forward pass is replayed as one CUDA graph
+(``policy_kwargs=dict(cuda_graph=True)``; the same as ``vpg`` on CPU). Every VPG contender with Discrete
 actions has its sampler checked against the policy's probabilities before the timed rounds.
 
 Usage::
@@ -46,7 +46,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -69,51 +68,6 @@ class _CollectOnly(A2C):
 
     def train(self) -> None:
         pass
-
-
-class _GraphVPG(VPG):
-    """
-    Experimental (CUDA only, eager elsewhere): the collection forward pass of pure REINFORCE, ``n_envs``
-    observations without gradient, captured once as a CUDA graph and replayed at every step. The optimizer
-    updates the parameters in place, so the graph reads the current ones; VPG's sampler needs no device
-    synchronization, so the whole pass (features, logits, sampling, log-probabilities) can be captured.
-    """
-
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        if self.use_baseline:
-            raise ValueError("vpg_graph is pure REINFORCE")
-        self._replay: Callable[[th.Tensor], tuple[th.Tensor, th.Tensor, th.Tensor]] | None = None
-        eager_forward = self.policy.forward
-
-        def forward(obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-            if th.is_grad_enabled() or deterministic or len(obs) != self.n_envs or not obs.is_cuda:
-                return eager_forward(obs, deterministic)
-            if self._replay is None:
-                self._replay = self._capture(eager_forward, obs)
-            return self._replay(obs)
-
-        self.policy.forward = forward  # type: ignore[method-assign]  # an instance attribute: nn.Module calls it
-
-    @staticmethod
-    def _capture(function: Callable, example: th.Tensor) -> Callable[[th.Tensor], tuple[th.Tensor, th.Tensor, th.Tensor]]:
-        static_obs = example.clone()
-        side = th.cuda.Stream()
-        side.wait_stream(th.cuda.current_stream())
-        with th.cuda.stream(side):  # warm-up outside the graph (cuDNN's choices, the allocator), as torch asks
-            for _ in range(3):
-                function(static_obs)
-        th.cuda.current_stream().wait_stream(side)
-        graph = th.cuda.CUDAGraph()
-        with th.cuda.graph(graph):
-            static_outputs = function(static_obs)
-
-        def replay(obs: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-            static_obs.copy_(obs)
-            graph.replay()
-            return static_outputs  # read (copied to the host) before the next replay
-
-        return replay
 
 
 class _SerialBuffer(VPGRolloutBuffer):
@@ -189,7 +143,7 @@ def build(name: str, case: str, env: VecEnv, seed: int, device: str) -> Any:
     if name == "vpg_multinomial":
         return VPG(policy, env, policy_kwargs={"categorical_sampler": "multinomial"}, **kwargs)
     if name == "vpg_graph":
-        return _GraphVPG(policy, env, **kwargs)
+        return VPG(policy, env, policy_kwargs={"cuda_graph": True}, **kwargs)
     if name == "vpg_fresh_buffer":
         return VPG(policy, env, rollout_buffer_class=_FreshObservationsBuffer, **kwargs)
     if name == "vpg_serial":
@@ -262,10 +216,6 @@ def profile_round(model: Any, steps: int) -> dict[str, float]:
                     seconds[part] = max(seconds[part], from_caller)
     seconds["other"] = seconds["total"] - sum(seconds[part] for part in PROFILE_PARTS)
     return seconds
-
-
-#: Contenders that are experiments: one that fails in its warm-up is left out of the run instead of stopping it.
-EXPERIMENTS = ("vpg_graph",)
 
 
 class _PeakMemoryDuringUpdate(BaseCallback):
@@ -376,16 +326,8 @@ def main() -> None:
     cuda = args.device.startswith("cuda") and th.cuda.is_available()
 
     print(f"case={args.case} n_envs={n_envs} device={args.device} torch threads={th.get_num_threads()}", flush=True)
-    for name, model in list(models.items()):  # warm-up: one rollout each (imports, CUDA kernels, env reset)
-        try:
-            model.learn(1, reset_num_timesteps=True)
-        except Exception as error:  # the experiment may fail on a new device; the library and SB3 may not
-            if name not in EXPERIMENTS:
-                raise
-            print(f"{name} failed and is left out: {error!r}", flush=True)
-            del models[name]
-            names.remove(name)
-            continue
+    for name, model in models.items():  # warm-up: one rollout each (imports, CUDA kernels, env reset)
+        model.learn(1, reset_num_timesteps=True)
         if isinstance(model, VPG) and isinstance(model.action_space, spaces.Discrete):
             print(f"{name} sampler check: {check_sampler(model)}", flush=True)
     results: dict[str, list[float]] = {name: [] for name in names}

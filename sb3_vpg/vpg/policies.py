@@ -22,6 +22,8 @@ from stable_baselines3.common.distributions import CategoricalDistribution, Dist
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
+from sb3_vpg.common.cuda_graph import GraphedForward
+
 
 @contextmanager
 def torch_validation_off() -> Iterator[None]:
@@ -93,15 +95,20 @@ class _SwitchableCritic:
     """
     Mixin over an ``ActorCriticPolicy`` class: ``use_critic=False`` makes ``forward`` and ``predict_values`` skip
     the critic; action distributions skip torch's argument validation; categorical actions are sampled by
-    :func:`gumbel_max_sample` unless ``categorical_sampler="multinomial"``.
+    :func:`gumbel_max_sample` unless ``categorical_sampler="multinomial"``; ``cuda_graph=True`` replays the
+    rollout forward pass as a CUDA graph (:mod:`sb3_vpg.common.cuda_graph`).
     """
 
     use_critic: bool = True
+    _graphed: GraphedForward | None = None
 
-    def __init__(self, *args: Any, categorical_sampler: str = "gumbel", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, categorical_sampler: str = "gumbel", cuda_graph: bool = False, **kwargs: Any) -> None:
         if categorical_sampler not in CATEGORICAL_SAMPLERS:
             raise ValueError(f"categorical_sampler must be one of {CATEGORICAL_SAMPLERS}, got {categorical_sampler!r}")
+        if not isinstance(cuda_graph, bool):
+            raise TypeError(f"cuda_graph must be a bool, got {cuda_graph!r} ({type(cuda_graph).__name__})")
         self.categorical_sampler = categorical_sampler
+        self.cuda_graph = cuda_graph
         super().__init__(*args, **kwargs)
 
     def _build(self, lr_schedule: Schedule) -> None:
@@ -111,8 +118,16 @@ class _SwitchableCritic:
         super()._build(lr_schedule)  # type: ignore[misc]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        # Overridden to save the sampler with the model
-        return {**super()._get_constructor_parameters(), "categorical_sampler": self.categorical_sampler}  # type: ignore[misc]
+        # Overridden to save the sampler and the CUDA graph switch with the model
+        return {
+            **super()._get_constructor_parameters(),  # type: ignore[misc]
+            "categorical_sampler": self.categorical_sampler,
+            "cuda_graph": self.cuda_graph,
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Overridden so that copies and pickles leave the captured graph behind (the copy captures its own)
+        return {**super().__getstate__(), "_graphed": None}  # type: ignore[misc]
 
     def _get_action_dist_from_latent(self, latent_pi: th.Tensor) -> Distribution:
         # Overridden only to build the distribution without validation (a device sync per step on GPU).
@@ -120,6 +135,21 @@ class _SwitchableCritic:
             return unvalidated(super()._get_action_dist_from_latent(latent_pi))  # type: ignore[misc]
 
     def forward(self, obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        # The rollout's pass (sampled actions, no gradient) is replayed from a CUDA graph with cuda_graph=True;
+        # gSDE is not: its exploration matrices are new tensors after each resampling
+        if (
+            self.cuda_graph
+            and not deterministic
+            and not th.is_grad_enabled()
+            and not self.use_sde  # type: ignore[attr-defined]
+            and GraphedForward.applies(obs)
+        ):
+            if self._graphed is None:
+                self._graphed = GraphedForward(self._forward, lambda: [*self.parameters(), *self.buffers()])  # type: ignore[attr-defined]
+            return self._graphed(obs, self.training, self.use_critic)  # type: ignore[attr-defined,return-value]
+        return self._forward(obs, deterministic)
+
+    def _forward(self, obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         if self.use_critic:
             return super().forward(obs, deterministic)  # type: ignore[misc]
         distribution = self.get_distribution(obs)  # type: ignore[attr-defined]
@@ -138,6 +168,9 @@ class _SwitchableCritic:
 _SAMPLER_PARAM = """:param categorical_sampler: How Discrete and MultiDiscrete actions are drawn: ``"gumbel"`` (default,
     the Gumbel-max trick) or ``"multinomial"`` (torch's ``Categorical.sample``, as SB3's policies do). Both draw from
     the same distribution, but from different random numbers: the same seed gives other actions with each sampler
+:param cuda_graph: On a CUDA device, replay the rollout's forward pass (``n_envs`` observations, sampled actions,
+    no gradient) as one captured CUDA graph instead of launching its kernels one by one: the same distribution
+    and the same weights, other random numbers; no effect on CPU, with gSDE or for ``predict``. Default False
 
 SB3's documentation of the other parameters:
 """

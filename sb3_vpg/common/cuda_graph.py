@@ -4,8 +4,8 @@ The policy's rollout forward pass replayed as one CUDA graph (``policy_kwargs=di
 At each rollout step SB3 runs ``policy(obs)`` on ``n_envs`` observations without gradient: for a small network
 the GPU finishes each of its dozens of kernels long before Python has launched the next, so the step costs the
 launches, not the arithmetic. Captured once as a CUDA graph, the pass (features, logits, sampling,
-log-probabilities, values) is one launch. On Pong with 16 envs on an H200 this took VPG from 1.5x to 2.4x A2C's
-steps per second (``benchmarks/RESULTS.md``, "Throughput and memory").
+log-probabilities, values) is one launch. On Pong with 16 envs on an H200 this took VPG from 1.35x to 1.67x A2C's
+steps per second (from 1.55x to 2.49x on a noisier machine; ``benchmarks/RESULTS.md``, "Throughput and memory").
 
 The graph reads the parameters where they are: the optimizer updates them in place, so every replay uses the
 current weights. It is captured again whenever something it was captured with changes: a parameter's storage
@@ -43,6 +43,7 @@ class GraphedForward:
         self.graph: th.cuda.CUDAGraph | None = None
         self.key: tuple | None = None
         self.static_obs: Any = None
+        self.device: th.device | None = None
         self.static_outputs: Outputs = ()
 
     @staticmethod
@@ -63,22 +64,25 @@ class GraphedForward:
             self.key = key
         for static, tensor in zip(_tensors(self.static_obs), _tensors(obs), strict=True):
             static.copy_(tensor)
-        self.graph.replay()  # type: ignore[union-attr]
+        with th.cuda.device(self.device):  # replayed on the current stream of the graph's device
+            self.graph.replay()  # type: ignore[union-attr]
         return tuple(output.clone() for output in self.static_outputs)
 
     def _capture(self, obs: th.Tensor | dict[str, th.Tensor]) -> None:
         self.graph, self.static_outputs = None, ()  # frees the last graph's memory first
         self.static_obs = {k: v.clone() for k, v in obs.items()} if isinstance(obs, dict) else obs.clone()
-        side = th.cuda.Stream(device=_tensors(obs)[0].device)
-        side.wait_stream(th.cuda.current_stream())
+        self.device = device = _tensors(obs)[0].device
         try:
-            with th.cuda.stream(side):  # warm-up outside the graph (cuDNN's choices, the allocator), as torch asks
-                for _ in range(3):
-                    self.function(self.static_obs)
-            th.cuda.current_stream().wait_stream(side)
-            graph = th.cuda.CUDAGraph()
-            with th.cuda.graph(graph):
-                self.static_outputs = self.function(self.static_obs)
+            with th.cuda.device(device):  # the observations' device, whichever is current
+                side = th.cuda.Stream()
+                side.wait_stream(th.cuda.current_stream())
+                with th.cuda.stream(side):  # warm-up outside the graph (cuDNN's choices, the allocator), as torch asks
+                    for _ in range(3):
+                        self.function(self.static_obs)
+                th.cuda.current_stream().wait_stream(side)
+                graph = th.cuda.CUDAGraph()
+                with th.cuda.graph(graph):
+                    self.static_outputs = self.function(self.static_obs)
         except RuntimeError as error:
             raise RuntimeError(
                 "cuda_graph=True: the policy's forward pass could not be captured as a CUDA graph (it must not "

@@ -10,7 +10,8 @@ rollout step on CPU and a device synchronization on GPU; VPG's own checks (``sb3
 non-finite observations, rewards, parameters and log-probabilities with a clearer error instead. Discrete and
 MultiDiscrete actions are sampled by the Gumbel-max trick (:func:`gumbel_max_sample`) instead of
 ``torch.multinomial`` (``policy_kwargs=dict(categorical_sampler="multinomial")`` restores it); their
-log-probabilities and entropies are SB3's.
+log-probabilities and entropies are SB3's. On a CUDA device, ``policy_kwargs=dict(cuda_graph=True)`` replays the
+rollout's forward pass as one CUDA graph (:mod:`sb3_vpg.common.cuda_graph`).
 """
 
 from collections.abc import Iterator
@@ -165,7 +166,7 @@ class _SwitchableCritic:
         return th.zeros((len(first), 1))
 
 
-_SAMPLER_PARAM = """:param categorical_sampler: How Discrete and MultiDiscrete actions are drawn: ``"gumbel"`` (default,
+_POLICY_PARAMS = """:param categorical_sampler: How Discrete and MultiDiscrete actions are drawn: ``"gumbel"`` (default,
     the Gumbel-max trick) or ``"multinomial"`` (torch's ``Categorical.sample``, as SB3's policies do). Both draw from
     the same distribution, but from different random numbers: the same seed gives other actions with each sampler
 :param cuda_graph: On a CUDA device, replay the rollout's forward pass (``n_envs`` observations, sampled actions,
@@ -179,7 +180,7 @@ SB3's documentation of the other parameters:
 class VPGPolicy(_SwitchableCritic, ActorCriticPolicy):
     __doc__ = (
         "SB3's ``ActorCriticPolicy`` (MLP) whose critic VPG skips in pure REINFORCE.\n\n"
-        + _SAMPLER_PARAM
+        + _POLICY_PARAMS
         + (ActorCriticPolicy.__doc__ or "")
     )
 
@@ -187,7 +188,7 @@ class VPGPolicy(_SwitchableCritic, ActorCriticPolicy):
 class VPGCnnPolicy(_SwitchableCritic, ActorCriticCnnPolicy):
     __doc__ = (
         "SB3's ``ActorCriticCnnPolicy`` whose critic VPG skips in pure REINFORCE.\n\n"
-        + _SAMPLER_PARAM
+        + _POLICY_PARAMS
         + (ActorCriticCnnPolicy.__doc__ or "")
     )
 
@@ -195,7 +196,7 @@ class VPGCnnPolicy(_SwitchableCritic, ActorCriticCnnPolicy):
 class VPGMultiInputPolicy(_SwitchableCritic, MultiInputActorCriticPolicy):
     __doc__ = (
         "SB3's ``MultiInputActorCriticPolicy`` whose critic VPG skips in pure REINFORCE.\n\n"
-        + _SAMPLER_PARAM
+        + _POLICY_PARAMS
         + (MultiInputActorCriticPolicy.__doc__ or "")
     )
 

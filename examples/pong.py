@@ -1,57 +1,144 @@
 """
-VPG on Atari Pong from pixels (CnnPolicy, 4 stacked frames). Settings: the ``atari`` entry of the packaged
-``vpg.yml``: REINFORCE with a learned baseline over 5-step rollouts whose tails bootstrap with ``V`` (A2C's update),
-measured to rise from -21 on Pong (benchmarks/RESULTS.md). ``--pure`` trains as the source tutorial does: no
-baseline, and every point ends a rally, so ``reset_on_reward=True`` restarts the return there (the settings of
-``sb3_vpg.hyperparams.ATARI_PURE``, not measured to learn Pong). ``--reset-on-reward`` restarts the return at each
-point with the baseline too (measured: it kept the policy uniform for 4.8M steps).
+Pong from pixels with VPG: the source tutorial's experiment (Karpathy's "Pong from Pixels") end to end.
 
-    python examples/pong.py --device cuda      # 10M steps, 16 envs
-    tensorboard --logdir runs/
+The ``PongNoFrameskip-v4`` entry of the packaged ``vpg.yml``: ALE's frames preprocessed as in the source
+(play field cropped and halved, background erased, difference of consecutive frames), two actions (UP, DOWN),
+pure REINFORCE on normalized returns that restart at each point, on EnvPool's C++ engine when it is installed
+(``pip install 'sb3-vpg[envpool]'``). ``--entry pong-baseline`` adds a learned baseline, ``--entry atari`` is the
+generic Atari path (84x84x4 frames, CnnPolicy).
+
+The run logs SB3's ``progress.csv`` and TensorBoard files into ``--out`` and saves an atomic checkpoint every
+``--checkpoint-every`` steps; started again with the same ``--out``, it resumes from the newest checkpoint.
+``rollout/ep_rew_mean`` is the mean score of the last 100 training games; ``--plot`` draws it.
+
+    python examples/pong.py --seed 0                        # 10M steps into runs/pong/PongNoFrameskip-v4_seed0
+    python examples/pong.py --entry pong-baseline --seed 0
+    python examples/pong.py --plot runs/pong/*              # runs/pong/curves.png
+    python examples/pong.py --tiny                          # smoke test
 """
 
 import argparse
+import glob
+import os
 
-import ale_py
-import gymnasium as gym
-from stable_baselines3.common.env_util import make_atari_env
-from stable_baselines3.common.vec_env import VecFrameStack
+import numpy as np
+import torch as th
+from stable_baselines3.common.logger import CSVOutputFormat, Logger, make_output_format
+from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_vpg import VPG
-from sb3_vpg.hyperparams import ATARI_PURE, load_hyperparams
-
-gym.register_envs(ale_py)  # registers the ALE ids (PongNoFrameskip-v4) with gymnasium 1.x
+from sb3_vpg import VPG, AtomicCheckpointCallback, latest_checkpoint, load_checkpoint
+from sb3_vpg.hyperparams import load_hyperparams, make_env
 
 ENV_ID = "PongNoFrameskip-v4"
 
 
+def default_engine() -> str:
+    try:
+        import envpool  # noqa: F401
+    except ImportError:
+        return "subproc"
+    return "envpool"
+
+
+def progress_files(out: str) -> list[str]:
+    """The run's ``progress_<start step>.csv`` files, one per start or resume, oldest first."""
+    files = glob.glob(os.path.join(out, "progress_*.csv"))
+    return sorted(files, key=lambda path: int(os.path.basename(path)[len("progress_") : -len(".csv")]))
+
+
+def read_curve(out: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(timesteps, mean score of the last 100 games, seconds)`` of a run, across its resumes."""
+    steps, scores, seconds = [], [], []
+    files = progress_files(out)
+    offset = 0.0
+    for index, path in enumerate(files):
+        rows = np.genfromtxt(path, delimiter=",", names=True, invalid_raise=False)
+        if rows.size == 0 or "rollouteprewmean" not in rows.dtype.names:
+            continue
+        rows = np.atleast_1d(rows)
+        end = int(os.path.basename(files[index + 1])[len("progress_") : -len(".csv")]) if index + 1 < len(files) else None
+        keep = ~np.isnan(rows["rollouteprewmean"]) & (rows["timetotal_timesteps"] <= (end or np.inf))
+        steps.append(rows["timetotal_timesteps"][keep])
+        scores.append(rows["rollouteprewmean"][keep])
+        seconds.append(rows["timetime_elapsed"][keep] + offset)
+        if keep.any():
+            offset = seconds[-1][-1]
+    if not steps:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    return np.concatenate(steps), np.concatenate(scores), np.concatenate(seconds)
+
+
+def plot(runs: list[str], png: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for out in runs:
+        steps, scores, _ = read_curve(out)
+        axis.plot(steps / 1e6, scores, label=os.path.basename(os.path.normpath(out)))
+    axis.axhline(0, color="grey", linewidth=0.5)
+    axis.set(xlabel="env steps (millions)", ylabel="mean score, last 100 training games", ylim=(-21.5, 21.5))
+    axis.set_title("VPG on Pong from pixels")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(png, dpi=100)
+    print(f"Saved {png}")
+
+
+def train(args: argparse.Namespace) -> None:
+    run, hyperparams = load_hyperparams(args.entry)
+    total = args.steps or run["n_timesteps"]
+    n_envs = args.n_envs or run["n_envs"]
+    if args.tiny:
+        total, n_envs, hyperparams["n_steps"] = args.steps or 512, 2, 128
+    out = args.out or os.path.join("runs", "pong", f"{args.entry}_seed{args.seed}")
+    checkpoints = os.path.join(out, "checkpoints")
+    env: VecEnv = make_env(ENV_ID, run, n_envs, args.seed, args.vec_env)
+
+    found = latest_checkpoint(checkpoints)
+    if found is not None:
+        model = load_checkpoint(checkpoints, env, device=args.device)
+        print(f"Resuming {out} at {model.num_timesteps} steps")
+    else:
+        model = VPG(run["policy"], env, seed=args.seed, device=args.device, verbose=1, **hyperparams)
+    start = model.num_timesteps
+    # One CSV per start or resume (SB3's CSV writer starts its file anew); read_curve joins them
+    os.makedirs(out, exist_ok=True)
+    formats = [make_output_format("stdout", out), CSVOutputFormat(os.path.join(out, f"progress_{start}.csv"))]
+    model.set_logger(Logger(out, [*formats, make_output_format("tensorboard", out)]))
+    every = max(args.checkpoint_every // n_envs, 1)
+    callback = AtomicCheckpointCallback(every, checkpoints, save_vecnormalize=True)
+    model.learn(total - start, callback=callback, reset_num_timesteps=False, log_interval=args.log_interval)
+    callback.save()
+    env.close()
+    steps, scores, seconds = read_curve(out)
+    if len(steps):
+        print(f"{out}: {int(steps[-1])} steps, mean of the last 100 games {scores[-1]:.2f}, {seconds[-1] / 60:.1f} min")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=None, help="total env steps (default: n_timesteps of vpg.yml)")
-    parser.add_argument("--n-envs", type=int, default=None, help="default: n_envs of vpg.yml")
-    parser.add_argument("--pure", action="store_true", help="pure REINFORCE, returns restarting at each point")
-    parser.add_argument("--reset-on-reward", action="store_true", help="with the baseline: returns restart at each point")
+    parser.add_argument("--entry", default=ENV_ID, help="vpg.yml entry: PongNoFrameskip-v4, pong-baseline, atari, ...")
+    parser.add_argument("--steps", type=int, default=None, help="total env steps (default: n_timesteps of the entry)")
+    parser.add_argument("--n-envs", type=int, default=None, help="default: n_envs of the entry")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--logdir", default="runs/", help="TensorBoard directory")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, ... or auto")
-    parser.add_argument("--tiny", action="store_true", help="256 steps with 2 envs and n_steps 64, for a smoke test")
+    parser.add_argument("--vec-env", default=default_engine(), choices=["envpool", "subproc", "dummy"])
+    parser.add_argument("--out", default=None, help="run folder (default: runs/pong/ENTRY_seedSEED)")
+    parser.add_argument("--checkpoint-every", type=int, default=250_000, help="env steps between checkpoints")
+    parser.add_argument("--log-interval", type=int, default=1, help="rollouts between log rows")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the env engine has its own)")
+    parser.add_argument("--tiny", action="store_true", help="512 steps (or --steps) with 2 envs, for a smoke test")
+    parser.add_argument("--plot", nargs="+", metavar="RUN", help="draw the curves of these run folders instead")
+    parser.add_argument("--png", default=None, help="picture of --plot (default: curves.png beside the runs)")
     args = parser.parse_args()
-
-    run, hyperparams = load_hyperparams("atari")
-    if args.pure:
-        hyperparams.update(ATARI_PURE)
-    if args.reset_on_reward:
-        hyperparams.update(reset_on_reward=True)
-    total_timesteps, n_envs = args.steps or run["n_timesteps"], args.n_envs or run["n_envs"]
-    if args.tiny:
-        total_timesteps, n_envs, hyperparams["n_steps"] = 256, 2, 64
-
-    env = make_atari_env(ENV_ID, n_envs=n_envs, seed=args.seed)  # AtariWrapper, as the entry's env_wrapper
-    env = VecFrameStack(env, n_stack=run["frame_stack"])
-    model = VPG(run["policy"], env, tensorboard_log=args.logdir, seed=args.seed, device=args.device, verbose=1, **hyperparams)
-    model.learn(total_timesteps=total_timesteps)
-    env.close()
-    print(f"tensorboard --logdir {args.logdir}")
+    th.set_num_threads(args.threads)
+    if args.plot:
+        plot(args.plot, args.png or os.path.join(os.path.dirname(os.path.normpath(args.plot[0])), "curves.png"))
+    else:
+        train(args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ def run_example(*args: str) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.mark.parametrize("script", ["cartpole.py", "pong.py", "continuous_control.py", "returns_callback.py"])
+@pytest.mark.parametrize("script", ["cartpole.py", "continuous_control.py", "returns_callback.py"])
 def test_example_runs(script, tmp_path):
     extra = ["--save", str(tmp_path / "models")] if script == "continuous_control.py" else []
     result = run_example(str(EXAMPLES / script), "--tiny", "--logdir", str(tmp_path), *extra)
@@ -37,9 +37,17 @@ def test_plot_run_draws_a_finished_run(tmp_path):
     assert "points of rollout/ep_rew_mean" in result.stdout
 
 
-def test_pong_example_pure_drops_unfinished_rallies(tmp_path):
-    # --pure: no baseline, the return restarts at each point, and the samples after an env's last point are dropped
-    result = run_example(str(EXAMPLES / "pong.py"), "--tiny", "--pure", "--logdir", str(tmp_path))
+def test_pong_example_runs_the_sources_experiment_and_resumes(tmp_path):
+    # The PongNoFrameskip-v4 entry: no baseline, the return restarts at each point, and the samples after an env's
+    # last point are dropped
+    out = tmp_path / "pong"
+    result = run_example(str(EXAMPLES / "pong.py"), "--tiny", "--out", str(out))
     fractions = [float(line.split("|")[2]) for line in result.stdout.splitlines() if "used_fraction" in line]
     assert fractions and all(0.0 < fraction < 1.0 for fraction in fractions), fractions
     assert "value_loss" not in result.stdout  # no critic
+    assert (out / "checkpoints" / "rl_model_512_steps.zip").is_file() and (out / "progress_0.csv").is_file()
+    # started again with a larger budget, it resumes from the checkpoint and logs a second segment
+    result = run_example(str(EXAMPLES / "pong.py"), "--tiny", "--out", str(out), "--steps", "1024")
+    assert "Resuming" in result.stdout and (out / "progress_512.csv").is_file()
+    run_example(str(EXAMPLES / "pong.py"), "--plot", str(out), "--png", str(tmp_path / "curve.png"))
+    assert (tmp_path / "curve.png").stat().st_size > 5_000

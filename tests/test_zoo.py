@@ -129,23 +129,39 @@ def test_plots(trained):
     assert list(curve["timesteps"]) == [2000, 4000]
 
 
-def test_atari_pong(tmp_path):
-    # The packaged `atari` entry, with 2 envs and n_steps 128 to keep it short
+def test_atari_entry_for_any_game(tmp_path):
+    # The packaged generic `atari` entry (Breakout has no entry of its own), with 2 envs and n_steps 128 to keep it short
     zoo(
-        "train", "--algo", "vpg", "--env", "PongNoFrameskip-v4", "-n", "256", "--seed", "0", "--num-threads", "1",
+        "train", "--algo", "vpg", "--env", "BreakoutNoFrameskip-v4", "-n", "256", "--seed", "0", "--num-threads", "1",
         "--eval-freq", "-1", "-params", "n_envs:2", "n_steps:128", cwd=tmp_path,
     )  # fmt: skip
-    run_dir = tmp_path / "logs" / "vpg" / "PongNoFrameskip-v4_1"
-    config = load_config(run_dir, "PongNoFrameskip-v4")
+    run_dir = tmp_path / "logs" / "vpg" / "BreakoutNoFrameskip-v4_1"
+    config = load_config(run_dir, "BreakoutNoFrameskip-v4")
     assert config["env_wrapper"] == ["stable_baselines3.common.atari_wrappers.AtariWrapper"]
     assert config["frame_stack"] == 4 and config["n_critic_updates"] == 0
-    model = VPG.load(run_dir / "PongNoFrameskip-v4.zip", custom_objects=NO_SCHEDULES, device="cpu")
+    model = VPG.load(run_dir / "BreakoutNoFrameskip-v4.zip", custom_objects=NO_SCHEDULES, device="cpu")
     # AtariWrapper's 84x84 grey frames, 4 stacked, channel first for the CNN
     assert model.observation_space.shape == (4, 84, 84)
     assert isinstance(model.policy.features_extractor, NatureCNN)
     # The entry's policy_kwargs string, evaluated by rl_zoo3: A2C's optimizer
     assert type(model.policy.optimizer).__name__ == "RMSpropTFLike" and model.policy.optimizer.defaults["eps"] == 1e-5
     assert not model.reset_on_reward and model.n_steps == 128 and model.num_timesteps == 256
+
+
+@pytest.mark.parametrize("vec_env", ["dummy", "envpool"])
+def test_pong_entry_is_the_sources_experiment(vec_env, tmp_path):
+    # PongNoFrameskip-v4 has its own entry: difference frames, UP/DOWN, pure REINFORCE restarting at each point
+    zoo(
+        "train", "--algo", "vpg", "--env", "PongNoFrameskip-v4", "-n", "512", "--seed", "0", "--num-threads", "1",
+        "--vec-env", vec_env, "--eval-freq", "-1", "-params", "n_envs:2", "n_steps:256", cwd=tmp_path,
+    )  # fmt: skip
+    run_dir = tmp_path / "logs" / "vpg" / "PongNoFrameskip-v4_1"
+    model = VPG.load(run_dir / "PongNoFrameskip-v4.zip", custom_objects=NO_SCHEDULES, device="cpu")
+    assert model.observation_space.shape == (6400,) and model.action_space.n == 2
+    assert model.reset_on_reward and not model.use_baseline and model.normalize_returns
+    assert model.policy.net_arch == [200] and model.num_timesteps == 512
+    # EnvPool keeps its own episode statistics: rl_zoo3's monitor files exist only for the gymnasium envs
+    assert any(run_dir.glob("*.monitor.csv")) == (vec_env == "dummy")
 
 
 def test_load_hyperparams_evaluates_policy_kwargs_as_the_zoo(monkeypatch):

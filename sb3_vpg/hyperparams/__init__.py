@@ -4,6 +4,7 @@ The packaged hyperparameters, ``vpg.yml``, in rl_zoo3's format: one entry per en
 gives the same settings to plain scripts.
 """
 
+import importlib
 import importlib.resources
 from typing import Any
 
@@ -75,3 +76,72 @@ def load_hyperparams(env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
                 f"policy_kwargs of the {env_id!r} entry may only use {sorted(POLICY_KWARGS_NAMES)}: {error}"
             ) from error
     return run, kwargs
+
+
+def resolve_wrappers(spec: Any) -> list[tuple[type, dict[str, Any]]]:
+    """
+    The wrappers of an entry's ``env_wrapper`` (or ``vec_env_wrapper``) in rl_zoo3's format, a dotted class path
+    or a list of paths and ``{path: kwargs}`` dicts, as ``(class, kwargs)`` in the order they wrap the env.
+    """
+    if spec is None:
+        return []
+    wrappers = []
+    for item in spec if isinstance(spec, list) else [spec]:
+        path, kwargs = next(iter(item.items())) if isinstance(item, dict) else (item, {})
+        module_name, _, class_name = path.rpartition(".")
+        try:
+            wrappers.append((getattr(importlib.import_module(module_name), class_name), dict(kwargs or {})))
+        except (ImportError, AttributeError, ValueError) as error:
+            raise ValueError(f"env_wrapper {path!r} is not an importable class: {error}") from error
+    return wrappers
+
+
+def make_env(env_id: str, run: dict[str, Any], n_envs: int | None = None, seed: int = 0, vec_env: str = "dummy") -> Any:
+    """
+    The training VecEnv of an entry, built as rl_zoo3 builds it: ``env_wrapper``s around each env, ``frame_stack``,
+    then ``vec_env_wrapper``s (``normalize`` is left to the caller).
+
+    :param env_id: the gymnasium id (Atari ids are registered here)
+    :param run: the entry's run settings (the first value of :func:`load_hyperparams`)
+    :param n_envs: number of envs (default: the entry's ``n_envs``)
+    :param seed: seed of env 0
+    :param vec_env: ``"dummy"``, ``"subproc"`` or ``"envpool"`` (EnvPool's C++ Atari engine, see
+        :func:`sb3_vpg.common.envpool_env.make_envpool_env`)
+    """
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack
+
+    engines = {"dummy": DummyVecEnv, "subproc": SubprocVecEnv, "envpool": None}
+    if vec_env not in engines:
+        raise ValueError(f"vec_env must be one of {sorted(engines)}, got {vec_env!r}")
+    n_envs = n_envs or run.get("n_envs", 1)
+    env_wrappers = resolve_wrappers(run.get("env_wrapper"))
+    if vec_env == "envpool":
+        from sb3_vpg.common.envpool_env import make_envpool_env
+
+        venv = make_envpool_env(env_id, n_envs, seed, env_wrappers, run.get("frame_stack"))
+    else:
+        register_atari_envs()
+
+        def wrap(env: Any) -> Any:
+            for wrapper, kwargs in env_wrappers:
+                env = wrapper(env, **kwargs)
+            return env
+
+        venv = make_vec_env(env_id, n_envs, seed, wrapper_class=wrap, vec_env_cls=engines[vec_env])
+        if run.get("frame_stack"):
+            venv = VecFrameStack(venv, run["frame_stack"])
+    for wrapper, kwargs in resolve_wrappers(run.get("vec_env_wrapper")):
+        venv = wrapper(venv, **kwargs)
+    return venv
+
+
+def register_atari_envs() -> None:
+    """Register ALE's env ids (``PongNoFrameskip-v4``, ``ALE/Pong-v5``) with gymnasium when ale-py is installed."""
+    try:
+        import ale_py
+    except ImportError:
+        return
+    import gymnasium as gym
+
+    gym.register_envs(ale_py)

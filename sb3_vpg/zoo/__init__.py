@@ -8,6 +8,7 @@ VPG in RL Baselines3 Zoo (rl_zoo3 2.9), without a fork of the zoo::
 ``HYPERPARAMS_CONVERTER``), in place, so every module that imported them sees it. :func:`main` registers,
 then hands over to rl_zoo3's own ``train()``, ``enjoy()`` or ``record_video`` with all of their flags;
 ``--algo`` defaults to ``vpg`` and, for ``vpg``, ``-conf`` to the packaged ``sb3_vpg/hyperparams/vpg.yml``.
+``train --vec-env envpool`` runs an Atari entry on EnvPool (:mod:`sb3_vpg.zoo.envpool_manager`).
 """
 
 import argparse
@@ -42,6 +43,7 @@ USAGE = """usage: python -m sb3_vpg.zoo {train,enjoy,record_video} [rl_zoo3 flag
 
 rl_zoo3's own commands, with VPG registered as --algo vpg (the default algo here).
 train without -conf reads the packaged hyperparameters: %s
+train --vec-env envpool runs an Atari entry on EnvPool (pip install 'sb3-vpg[envpool]').
 Flags: python -m sb3_vpg.zoo train --help (enjoy --help, ...)."""
 
 
@@ -59,6 +61,31 @@ def _train() -> None:
     from rl_zoo3.train import train
 
     train()
+
+
+def _train_on_envpool() -> None:
+    import rl_zoo3.train
+
+    from sb3_vpg.zoo.envpool_manager import EnvPoolExperimentManager
+
+    # train() builds the ExperimentManager it imported by name: hand it the EnvPool one for this run
+    original = rl_zoo3.train.ExperimentManager
+    rl_zoo3.train.ExperimentManager = EnvPoolExperimentManager  # type: ignore[misc]
+    try:
+        rl_zoo3.train.train()
+    finally:
+        rl_zoo3.train.ExperimentManager = original  # type: ignore[misc]
+
+
+def _use_envpool(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` with ``--vec-env envpool`` replaced by ``--vec-env dummy`` (rl_zoo3 knows only its own choices)."""
+    out, envpool = list(args), False
+    for index, arg in enumerate(out):
+        if arg == "--vec-env" and index + 1 < len(out) and out[index + 1] == "envpool":
+            out[index + 1], envpool = "dummy", True
+        elif arg == "--vec-env=envpool":
+            out[index], envpool = "--vec-env=dummy", True
+    return out, envpool
 
 
 def _enjoy() -> None:
@@ -101,8 +128,12 @@ def main(argv: list[str] | None = None) -> None:
         if known is not None and known.algo == ALGO and not {"-h", "--help"} & set(args):
             check_entry(known.conf_file or str(PACKAGED_CONF), known.env, known.hyperparams)
 
+    run = COMMANDS[command]
+    if command == "train":
+        args, envpool = _use_envpool(args)
+        run = _train_on_envpool if envpool else run
     sys.argv = [f"python -m sb3_vpg.zoo {command}", *args]
-    COMMANDS[command]()
+    run()
 
 
 def _parse_train_args(args: list[str]) -> argparse.Namespace | None:

@@ -1,0 +1,35 @@
+"""
+``--vec-env envpool`` for rl_zoo3's ``train``: the entry's Atari envs run on EnvPool's C++ engine.
+
+rl_zoo3 builds its envs in ``ExperimentManager.create_envs`` with ``make_vec_env`` and gymnasium wrappers.
+:class:`EnvPoolExperimentManager` builds them with :func:`sb3_vpg.common.envpool_env.make_envpool_env` from the
+same entry instead: its ``env_wrapper`` (``AtariWrapper`` or ``AtariRawFrames``, then wrappers with a VecEnv
+counterpart) and ``frame_stack``, then rl_zoo3's own ``vec_env_wrapper`` and ``normalize``. EnvPool keeps its
+episode statistics itself, so no ``monitor.csv`` is written.
+"""
+
+from typing import Any
+
+from stable_baselines3.common.vec_env import VecEnv
+from rl_zoo3.exp_manager import ExperimentManager
+
+from sb3_vpg.common.envpool_env import make_envpool_env
+from sb3_vpg.hyperparams import resolve_wrappers
+
+
+class EnvPoolExperimentManager(ExperimentManager):
+    """rl_zoo3's ``ExperimentManager`` whose envs are EnvPool pools (see the module docstring)."""
+
+    def _preprocess_hyperparams(self, hyperparams: dict[str, Any]) -> Any:
+        # Overridden to keep the env_wrapper entry itself: rl_zoo3 turns it into one opaque callable
+        self._env_wrapper_spec = hyperparams.get("env_wrapper")
+        return super()._preprocess_hyperparams(hyperparams)
+
+    def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> VecEnv:
+        # Overridden: EnvPool replaces make_vec_env, the gymnasium wrappers and VecFrameStack
+        env = make_envpool_env(
+            self.env_name.gym_id, n_envs, self.seed, resolve_wrappers(self._env_wrapper_spec), self.frame_stack
+        )
+        if self.vec_env_wrapper is not None:
+            env = self.vec_env_wrapper(env)
+        return self._maybe_normalize(env, eval_env)

@@ -17,6 +17,11 @@ Peak memory: process RSS (CPU) and ``torch.cuda.max_memory_allocated`` per conte
 the observation's copy to the device, the policy's forward pass, the copies back to the host (which wait for
 the device), the buffer, the callbacks and the update.
 
+Engines. A contender named ``ALGO@envpool`` trains on EnvPool's C++ Atari engine
+(``sb3_vpg.common.envpool_env``) instead of the case's default (``SubprocVecEnv`` on Pong), with the same frames.
+The case ``pong-source`` is the source's experiment: the ``PongNoFrameskip-v4`` entry of ``vpg.yml`` (difference
+frames, UP/DOWN, one hidden layer of 200), VPG with the entry's settings, the others with the same network.
+
 More contenders. VPG as it was before three changes: ``vpg_multinomial`` with SB3's sampler for Discrete actions
 (``torch.multinomial``, ``categorical_sampler="multinomial"``) instead of its Gumbel-max sampler;
 ``vpg_fresh_buffer`` with new observation arrays for every rollout, as SB3's buffers allocate them, instead of
@@ -31,6 +36,7 @@ Usage::
     python benchmarks/throughput.py --case cartpole            # CPU, 8 DummyVecEnv, one torch thread
     python benchmarks/throughput.py --case pong --device cuda  # GPU, 16 SubprocVecEnv
     python benchmarks/throughput.py --case pong --device cuda --algos collect,vpg,vpg_multinomial,vpg_graph --profile
+    python benchmarks/throughput.py --case pong-source --algos random,random@envpool,a2c,vpg,vpg@envpool  # EnvPool
 """
 
 import argparse
@@ -61,6 +67,11 @@ from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecFrameStac
 
 from sb3_vpg import VPG
 from sb3_vpg.common.buffers import VPGRolloutBuffer
+from sb3_vpg.common.envpool_env import make_envpool_atari_env
+from sb3_vpg.hyperparams import load_hyperparams
+from sb3_vpg.hyperparams import make_env as make_entry_env
+
+PONG_SOURCE_ENTRY = "PongNoFrameskip-v4"
 
 
 class _CollectOnly(A2C):
@@ -120,9 +131,23 @@ def check_sampler(model: VPG, draws: int = 1000) -> str:
     return f"max |log_prob - policy's| = {worst_log_prob:.1e}, max |frequency - probability| = {worst_frequency:.4f}"
 
 
-def make_env(case: str, n_envs: int, seed: int) -> VecEnv:
+#: The VecEnv engine of each case when a contender names none (``vpg`` = ``vpg@subproc`` on Pong).
+DEFAULT_ENGINE = {"cartpole": "dummy", "pong": "subproc", "pong-source": "subproc"}
+
+
+def make_env(case: str, n_envs: int, seed: int, engine: str) -> VecEnv:
+    """
+    The case's VecEnv on ``engine``: ``cartpole`` (DummyVecEnv); ``pong``, SB3's Atari stack (84x84 grey, 4 stacked)
+    on ``subproc`` (SB3's ``make_atari_env`` + ``VecFrameStack``) or ``envpool`` (the same frames from EnvPool);
+    ``pong-source``, the source's experiment (the ``PongNoFrameskip-v4`` entry: difference frames, UP/DOWN).
+    """
     if case == "cartpole":
         return make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
+    if case == "pong-source":
+        run, _ = load_hyperparams(PONG_SOURCE_ENTRY)
+        return make_entry_env("PongNoFrameskip-v4", run, n_envs, seed, engine)
+    if engine == "envpool":
+        return make_envpool_atari_env("PongNoFrameskip-v4", n_envs=n_envs, seed=seed, frame_stack=4)
     import ale_py  # noqa: F401  (registers the Atari ids)
 
     # fork: the workers inherit the Atari ids that importing ale_py registered
@@ -134,8 +159,13 @@ def make_env(case: str, n_envs: int, seed: int) -> VecEnv:
 
 def build(name: str, case: str, env: VecEnv, seed: int, device: str) -> Any:
     """Each algorithm with its defaults; on Pong, PPO with rl_zoo3's Atari settings (its defaults need minutes per update)."""
-    policy = "MlpPolicy" if case == "cartpole" else "CnnPolicy"
+    policy = "CnnPolicy" if case == "pong" else "MlpPolicy"
     kwargs: dict[str, Any] = {"seed": seed, "device": device, "verbose": 0}
+    if case == "pong-source":  # the entry's VPG; the others with the same network
+        _, entry = load_hyperparams(PONG_SOURCE_ENTRY)
+        if name == "vpg":
+            return VPG(policy, env, **entry, **kwargs)
+        kwargs["policy_kwargs"] = entry["policy_kwargs"]
     if name == "vpg":
         return VPG(policy, env, **kwargs)
     if name == "vpg_baseline":
@@ -294,8 +324,12 @@ def batch_copy(device: str, n_envs: int = 16, n_steps: int = 1024, repeats: int 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case", choices=["cartpole", "pong"], default="cartpole")
-    parser.add_argument("--algos", default="random,collect,a2c,ppo,vpg,vpg_baseline", help="comma-separated contenders")
+    parser.add_argument("--case", choices=["cartpole", "pong", "pong-source"], default="cartpole")
+    parser.add_argument(
+        "--algos",
+        default="random,collect,a2c,ppo,vpg,vpg_baseline",
+        help="comma-separated contenders; ALGO@ENGINE runs on another VecEnv engine (vpg@envpool, random@envpool)",
+    )
     parser.add_argument("--n-envs", type=int, default=None, help="default: 8 (cartpole), 16 (pong)")
     parser.add_argument("--steps", type=int, default=None, help="steps per timed round (rounded up to whole rollouts)")
     parser.add_argument("--rounds", type=int, default=5)
@@ -316,16 +350,20 @@ def main() -> None:
         for sb3, vpg in zip(rows[::2], rows[1::2]):
             print(f"| {sb3['used']:.0%} | {sb3['seconds']:.3f} | {vpg['seconds']:.3f} |")
         return
-    n_envs = args.n_envs or (8 if args.case == "cartpole" else 16)
-    steps = args.steps or (50_000 if args.case == "cartpole" else 16_384)
-    env = make_env(args.case, n_envs, args.seed)
+    n_envs = args.n_envs or {"cartpole": 8, "pong": 16, "pong-source": 8}[args.case]
+    steps = args.steps or {"cartpole": 50_000, "pong": 16_384, "pong-source": 32_768}[args.case]
     names = args.algos.split(",")
-    models = {
-        name: RandomActions(env) if name == "random" else build(name, args.case, env, args.seed, args.device) for name in names
-    }
+    # A contender "algo@engine" trains on that VecEnv engine; each engine's env is shared by its contenders
+    engines = {name: name.partition("@")[2] or DEFAULT_ENGINE[args.case] for name in names}
+    envs = {engine: make_env(args.case, n_envs, args.seed, engine) for engine in dict.fromkeys(engines.values())}
+    models = {}
+    for name in names:
+        algo, env = name.partition("@")[0], envs[engines[name]]
+        models[name] = RandomActions(env) if algo == "random" else build(algo, args.case, env, args.seed, args.device)
     cuda = args.device.startswith("cuda") and th.cuda.is_available()
 
     print(f"case={args.case} n_envs={n_envs} device={args.device} torch threads={th.get_num_threads()}", flush=True)
+    print("engines: " + ", ".join(f"{name} on {engine}" for name, engine in engines.items()), flush=True)
     for name, model in models.items():  # warm-up: one rollout each (imports, CUDA kernels, env reset)
         model.learn(1, reset_num_timesteps=True)
         if isinstance(model, VPG) and isinstance(model.action_space, spaces.Discrete):
@@ -353,6 +391,8 @@ def main() -> None:
 
     median = {name: statistics.median(rates) for name, rates in results.items()}
     reference = median.get("a2c")
+    # "vs random actions": the random contender on the same engine
+    random_name = {engines[name]: name for name in names if name.partition("@")[0] == "random"}
     bound = median.get("collect")
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {th.__version__}", end="")
     print(f", {th.cuda.get_device_name()}" if cuda else "")
@@ -372,7 +412,7 @@ def main() -> None:
             f"{min(rates):.0f}-{max(rates):.0f}",
             f"{median[name] / reference:.2f}x" if reference else "",
             f"{median[name] / bound:.2f}x" if bound else "",
-            f"{median[name] / median['random']:.2f}x" if "random" in median else "",
+            f"{median[name] / median[random_name[engines[name]]]:.2f}x" if engines[name] in random_name else "",
         ]
         if cuda:
             cells.append(f"{peak_gpu.get(name, 0):.0f}")
@@ -392,7 +432,8 @@ def main() -> None:
             writer = csv.DictWriter(file, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    env.close()
+    for env in envs.values():
+        env.close()
     if args.rss:
         print("\n| algo | peak RSS MiB (alone in a process, one round) |\n|---|---|")
         for name in names:

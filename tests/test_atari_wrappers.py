@@ -194,7 +194,11 @@ def test_action_subset_maps_to_the_envs_actions():
 
 @pytest.mark.parametrize(
     "actions, error, match",
-    [([2, 6], ValueError, "actions must be actions of the env, 0 to 5"), ([], ValueError, "non-empty"), ([0.5], ValueError, "indices")],
+    [
+        ([2, 6], ValueError, "actions must be actions of the env, 0 to 5"),
+        ([], ValueError, "non-empty"),
+        ([0.5], ValueError, "indices"),
+    ],
 )
 def test_action_subset_refuses_bad_actions(actions, error, match):
     with pytest.raises(error, match=match):

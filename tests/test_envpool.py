@@ -13,7 +13,13 @@ from stable_baselines3.common.vec_env import VecFrameStack
 
 from sb3_vpg import VPG
 from sb3_vpg.common.atari_wrappers import AtariRawFrames, DiscreteActionSubset, PongFrameDifference
-from sb3_vpg.common.envpool_env import ATARI_WRAPPER_SETTINGS, EnvPoolVecEnv, envpool_atari_task, make_envpool_atari_env, make_envpool_env
+from sb3_vpg.common.envpool_env import (
+    ATARI_WRAPPER_SETTINGS,
+    EnvPoolVecEnv,
+    envpool_atari_task,
+    make_envpool_atari_env,
+    make_envpool_env,
+)
 from sb3_vpg.hyperparams import register_atari_envs
 
 register_atari_envs()

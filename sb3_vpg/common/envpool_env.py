@@ -33,7 +33,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
@@ -57,9 +56,7 @@ def _import_envpool() -> Any:
     try:
         import envpool
     except ImportError as error:
-        raise ImportError(
-            "EnvPool is not installed: pip install 'sb3-vpg[envpool]' (or pip install envpool)"
-        ) from error
+        raise ImportError("EnvPool is not installed: pip install 'sb3-vpg[envpool]' (or pip install envpool)") from error
     return envpool
 
 
@@ -137,10 +134,12 @@ class EnvPoolVecEnv(VecEnv):
         return observations
 
     def step_async(self, actions: np.ndarray) -> None:
+        # EnvPool's threads step while the caller goes on (VPG copies the last observation into its buffer meanwhile)
         self._actions = np.asarray(actions)
+        self.pool.send(self._actions)
 
     def step_wait(self) -> VecEnvStepReturn:
-        observations, rewards, terminated, truncated, info = self.pool.step(self._actions)
+        observations, rewards, terminated, truncated, info = self.pool.recv(reset=False, return_info=True)
         dones = terminated | truncated
         self._episode_returns += info["reward"]  # the unclipped rewards: the game's score
         self._episode_lengths += 1
@@ -176,7 +175,9 @@ class EnvPoolVecEnv(VecEnv):
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         raise AttributeError(f"EnvPoolVecEnv cannot set {attr_name!r} on its envs: they live in EnvPool's C++ pool")
 
-    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+    ) -> list[Any]:
         raise AttributeError(f"EnvPoolVecEnv cannot call {method_name!r} on its envs: they live in EnvPool's C++ pool")
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:

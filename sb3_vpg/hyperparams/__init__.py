@@ -4,6 +4,7 @@ The packaged hyperparameters, ``vpg.yml``, in rl_zoo3's format: one entry per en
 gives the same settings to plain scripts.
 """
 
+import functools
 import importlib
 import importlib.resources
 from typing import Any
@@ -121,19 +122,28 @@ def make_env(env_id: str, run: dict[str, Any], n_envs: int | None = None, seed: 
 
         venv = make_envpool_env(env_id, n_envs, seed, env_wrappers, run.get("frame_stack"))
     else:
-        register_atari_envs()
 
         def wrap(env: Any) -> Any:
             for wrapper, kwargs in env_wrappers:
                 env = wrapper(env, **kwargs)
             return env
 
-        venv = make_vec_env(env_id, n_envs, seed, wrapper_class=wrap, vec_env_cls=engines[vec_env])
+        # The env is made through a function that registers ALE's ids first: a SubprocVecEnv worker starts afresh
+        venv = make_vec_env(
+            functools.partial(_make_registered, env_id), n_envs, seed, wrapper_class=wrap, vec_env_cls=engines[vec_env]
+        )
         if run.get("frame_stack"):
             venv = VecFrameStack(venv, run["frame_stack"])
     for wrapper, kwargs in resolve_wrappers(run.get("vec_env_wrapper")):
         venv = wrapper(venv, **kwargs)
     return venv
+
+
+def _make_registered(env_id: str, **kwargs: Any) -> Any:
+    import gymnasium as gym
+
+    register_atari_envs()
+    return gym.make(env_id, **kwargs)
 
 
 def register_atari_envs() -> None:

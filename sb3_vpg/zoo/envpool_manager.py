@@ -10,8 +10,8 @@ episode statistics itself, so no ``monitor.csv`` is written.
 
 from typing import Any
 
-from stable_baselines3.common.vec_env import VecEnv
 from rl_zoo3.exp_manager import ExperimentManager
+from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_vpg.common.envpool_env import make_envpool_env
 from sb3_vpg.hyperparams import resolve_wrappers

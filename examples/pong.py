@@ -18,6 +18,7 @@ The run logs SB3's ``progress.csv`` and TensorBoard files into ``--out`` and sav
 """
 
 import argparse
+import csv
 import glob
 import os
 
@@ -40,10 +41,14 @@ def default_engine() -> str:
     return "envpool"
 
 
+def segment_start(path: str) -> int:
+    """The step at which the segment logged in ``progress_<step>.csv`` started."""
+    return int(os.path.basename(path)[len("progress_") : -len(".csv")])
+
+
 def progress_files(out: str) -> list[str]:
     """The run's ``progress_<start step>.csv`` files, one per start or resume, oldest first."""
-    files = glob.glob(os.path.join(out, "progress_*.csv"))
-    return sorted(files, key=lambda path: int(os.path.basename(path)[len("progress_") : -len(".csv")]))
+    return sorted(glob.glob(os.path.join(out, "progress_*.csv")), key=segment_start)
 
 
 def read_curve(out: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -52,20 +57,31 @@ def read_curve(out: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     files = progress_files(out)
     offset = 0.0
     for index, path in enumerate(files):
-        rows = np.genfromtxt(path, delimiter=",", names=True, invalid_raise=False)
-        if rows.size == 0 or "rollouteprewmean" not in rows.dtype.names:
+        # A resumed segment starts at its checkpoint: the rows of the one before it beyond that step are dropped
+        end = segment_start(files[index + 1]) if index + 1 < len(files) else float("inf")
+        with open(path, newline="") as file:
+            rows = [row for row in csv.DictReader(file) if row.get("rollout/ep_rew_mean")]
+        rows = [row for row in rows if float(row["time/total_timesteps"]) <= end]
+        steps += [float(row["time/total_timesteps"]) for row in rows]
+        scores += [float(row["rollout/ep_rew_mean"]) for row in rows]
+        seconds += [float(row["time/time_elapsed"]) + offset for row in rows]
+        offset = seconds[-1] if seconds else offset
+    return np.array(steps), np.array(scores), np.array(seconds)
+
+
+def summary(runs: list[str], marks: tuple[float, ...] = (1e6, 2e6, 4e6, 6e6, 10e6)) -> None:
+    """A Markdown table of the runs: the mean of the last 100 games at a few step counts, and when it first reached 0."""
+    print("| run | steps | " + " | ".join(f"at {mark / 1e6:g}M" for mark in marks) + " | first >= 0: steps, minutes | last |")
+    print("|---|---|" + "---|" * len(marks) + "---|---|")
+    for out in runs:
+        steps, scores, seconds = read_curve(out)
+        if not len(steps):
             continue
-        rows = np.atleast_1d(rows)
-        end = int(os.path.basename(files[index + 1])[len("progress_") : -len(".csv")]) if index + 1 < len(files) else None
-        keep = ~np.isnan(rows["rollouteprewmean"]) & (rows["timetotal_timesteps"] <= (end or np.inf))
-        steps.append(rows["timetotal_timesteps"][keep])
-        scores.append(rows["rollouteprewmean"][keep])
-        seconds.append(rows["timetime_elapsed"][keep] + offset)
-        if keep.any():
-            offset = seconds[-1][-1]
-    if not steps:
-        return np.zeros(0), np.zeros(0), np.zeros(0)
-    return np.concatenate(steps), np.concatenate(scores), np.concatenate(seconds)
+        at = [f"{scores[np.searchsorted(steps, mark)]:.2f}" if steps[-1] >= mark else "" for mark in marks]
+        reached = np.flatnonzero(scores >= 0)
+        first = f"{steps[reached[0]] / 1e6:.2f}M, {seconds[reached[0]] / 60:.1f}" if len(reached) else "not yet"
+        name = os.path.basename(os.path.normpath(out))
+        print(f"| {name} | {steps[-1] / 1e6:.2f}M | " + " | ".join(at) + f" | {first} | {scores[-1]:.2f} |")
 
 
 def plot(runs: list[str], png: str) -> None:
@@ -131,12 +147,13 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the env engine has its own)")
     parser.add_argument("--tiny", action="store_true", help="512 steps (or --steps) with 2 envs, for a smoke test")
-    parser.add_argument("--plot", nargs="+", metavar="RUN", help="draw the curves of these run folders instead")
+    parser.add_argument("--plot", nargs="+", metavar="RUN", help="draw the curves of these run folders and tabulate them")
     parser.add_argument("--png", default=None, help="picture of --plot (default: curves.png beside the runs)")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     if args.plot:
         plot(args.plot, args.png or os.path.join(os.path.dirname(os.path.normpath(args.plot[0])), "curves.png"))
+        summary(args.plot)
     else:
         train(args)
 

@@ -32,21 +32,6 @@ RUN_KEYS = (
 #: The names a ``policy_kwargs`` string of an entry may use; rl_zoo3 evaluates the same strings with its own imports.
 POLICY_KWARGS_NAMES = {"dict": dict, "nn": th.nn, "RMSpropTFLike": RMSpropTFLike}
 
-#: Pure REINFORCE on Atari, as the source tutorial trains Pong: no baseline, so each return must end within the
-#: rollout (``reset_on_reward``: each point of Pong ends one), rollouts long enough to hold whole rallies, normalized
-#: returns and Adam. Applied on top of the ``atari`` entry by ``examples/pong.py --pure`` and ``atari_curve.py
-#: --algo vpg_pure``; not measured to learn Pong (benchmarks/RESULTS.md).
-ATARI_PURE: dict[str, Any] = {
-    "use_baseline": False,
-    "incomplete_episodes": None,
-    "reset_on_reward": True,
-    "normalize_returns": True,
-    "n_steps": 256,
-    "batch_size": 1024,
-    "learning_rate": 2.5e-4,
-    "policy_kwargs": None,
-}
-
 
 def load_hyperparams(env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """

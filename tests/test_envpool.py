@@ -124,6 +124,22 @@ def test_seed_then_reset_replays_a_pool_built_with_that_seed():
     fresh.close()
 
 
+def test_seeding_a_new_pool_with_its_own_seed_keeps_it():
+    # VPG(seed=s) seeds the env before its first reset: a pool built with that seed needs no rebuild
+    pool = make_envpool_atari_env(ENV_ID, n_envs=2, seed=4)
+    built = pool.pool
+    pool.seed(4)
+    first = pool.reset()
+    assert pool.pool is built
+    fresh = make_envpool_atari_env(ENV_ID, n_envs=2, seed=4)
+    np.testing.assert_array_equal(first, fresh.reset())
+    pool.seed(4)  # after a reset the same seed does rebuild: the games start over
+    np.testing.assert_array_equal(pool.reset(), first)
+    assert pool.pool is not built
+    pool.close()
+    fresh.close()
+
+
 def test_vpg_logs_game_scores_and_evaluate_policy_reads_them(tmp_path):
     pool = make_envpool_atari_env(ENV_ID, n_envs=2, seed=0, max_episode_steps=100)
     model = VPG("CnnPolicy", pool, n_steps=128, seed=0, policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=32)))

@@ -96,6 +96,7 @@ class EnvPoolVecEnv(VecEnv):
         self.envpool_kwargs = envpool_kwargs
         self._seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1) if seed is None else int(seed)
         self.pool = self._make_pool(num_envs)
+        self._fresh = True  # built and never reset
         super().__init__(num_envs, self.pool.observation_space, self.pool.action_space)
         self._actions: np.ndarray | None = None
         self._episode_returns = np.zeros(num_envs, dtype=np.float64)
@@ -123,10 +124,13 @@ class EnvPoolVecEnv(VecEnv):
 
     def reset(self) -> VecEnvObs:
         if self._seeds[0] is not None:
-            self.pool.close()
-            self._seed = int(self._seeds[0])
-            self.pool = self._make_pool(self.num_envs)
+            # A pool never reset since it was built with this very seed is as good as a new one (saves a rebuild)
+            if not (self._fresh and int(self._seeds[0]) == self._seed):
+                self.pool.close()
+                self._seed = int(self._seeds[0])
+                self.pool = self._make_pool(self.num_envs)
             self._reset_seeds()
+        self._fresh = False
         observations, _ = self.pool.reset()
         self.reset_infos = [{} for _ in range(self.num_envs)]
         self._episode_returns[:] = 0.0

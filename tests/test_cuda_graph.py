@@ -2,7 +2,7 @@
 ``policy_kwargs=dict(cuda_graph=True)``: the rollout forward pass replayed as a CUDA graph.
 
 The first tests run everywhere (the switch is saved, checked, and changes nothing off CUDA); the others need a CUDA
-device and are skipped without one (CI has none: they ran on the lent GPU machine, see CHANGELOG).
+device and are skipped without one.
 """
 
 import copy

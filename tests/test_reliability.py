@@ -34,8 +34,9 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import sb3_vpg
 from sb3_vpg import VPG
-from sb3_vpg.common.callbacks import AtomicCheckpointCallback, latest_checkpoint, load_checkpoint
+from sb3_vpg.common.reliability import AtomicCheckpointCallback, ReliabilityMixin, latest_checkpoint, load_checkpoint
 from tests.reliability_envs import EPISODE_LENGTH, AlternateEnv, FaultyEnv
 
 # SubprocVecEnv workers start from a forkserver, which imports SB3 (and torch) once instead of once per worker.
@@ -126,7 +127,7 @@ def test_interrupted_run_resumes_exactly(tmp_path, use_baseline, normalize):
     assert steps == 96
     assert (vec_normalize_path is not None) == (normalize is not None)
 
-    resumed = load_checkpoint(str(tmp_path / "checkpoints"), make_env(None, seed=1))  # a new process would do this
+    resumed = load_checkpoint(VPG, str(tmp_path / "checkpoints"), make_env(None, seed=1))  # a new process would do this
     assert resumed.num_timesteps == 96 and resumed._n_updates == 3
     resumed.learn(TOTAL - resumed.num_timesteps, reset_num_timesteps=False)
 
@@ -172,6 +173,45 @@ def test_plain_load_resumes_exactly_without_vecnormalize(tmp_path):
         assert th.equal(expected, actual)
 
 
+def test_load_checkpoint_takes_the_algorithm_class(tmp_path):
+    VPG("MlpPolicy", make_env(None), n_steps=N_STEPS, seed=0).learn(
+        2 * N_STEPS * 2, callback=AtomicCheckpointCallback(N_STEPS, str(tmp_path))
+    )
+    with pytest.raises(TypeError, match="algorithm_class must be a Stable-Baselines3 algorithm class"):
+        load_checkpoint(str(tmp_path), make_env(None), "rl_model")  # the order of sb3_vpg.load_checkpoint
+    # sb3_vpg.load_checkpoint is this one with VPG
+    model = sb3_vpg.load_checkpoint(str(tmp_path), make_env(None))
+    assert isinstance(model, VPG) and model.num_timesteps == 2 * N_STEPS * 2
+
+
+class CheckedPPO(ReliabilityMixin, PPO):
+    model_file_keys = ("clip_range",)
+
+
+class CorruptCritic(BaseCallback):
+    """Puts NaN in the critic's weights at the end of each rollout."""
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.model.policy.value_net.weight.data.fill_(float("nan"))
+
+
+def test_the_hardening_applies_to_another_algorithm(tmp_path):
+    # ReliabilityMixin over PPO: its checkpoints resume through load_checkpoint, its load refuses other files, and a
+    # diverged optimizer step stops its training
+    model = CheckedPPO("MlpPolicy", make_env(None), n_steps=N_STEPS, batch_size=N_STEPS, seed=0)
+    model.learn(2 * N_STEPS * 2, callback=AtomicCheckpointCallback(N_STEPS, str(tmp_path)))
+    resumed = load_checkpoint(CheckedPPO, str(tmp_path), make_env(None))
+    assert isinstance(resumed, CheckedPPO) and resumed.num_timesteps == 2 * N_STEPS * 2
+    VPG("MlpPolicy", make_env(None), n_steps=N_STEPS).save(tmp_path / "vpg.zip")
+    with pytest.raises(ValueError, match="vpg.zip was saved by another algorithm, not CheckedPPO"):
+        CheckedPPO.load(tmp_path / "vpg.zip")
+    with pytest.raises(ValueError, match="optimizer step of the update at step 96 left NaN or inf"):
+        resumed.learn(N_STEPS * 2, callback=CorruptCritic(), reset_num_timesteps=False)
+
+
 def test_load_restores_the_random_state_unless_given_a_new_seed(tmp_path):
     VPG("MlpPolicy", make_env(None), n_steps=N_STEPS, seed=0).save(tmp_path / "model")
     saved_state = th.get_rng_state()  # saving draws nothing
@@ -214,7 +254,7 @@ import sys
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 from sb3_vpg import VPG
-from sb3_vpg.common.callbacks import AtomicCheckpointCallback
+from sb3_vpg.common.reliability import AtomicCheckpointCallback
 from tests.reliability_envs import AlternateEnv
 
 if __name__ == "__main__":
@@ -258,7 +298,7 @@ def test_sigterm_leaves_loadable_checkpoints_and_no_workers(tmp_path):
         VPG.load(model_path)
         statistics = model_path.with_name(model_path.name.replace("rl_model_", "rl_model_vecnormalize_")).with_suffix(".pkl")
         VecNormalize.load(str(statistics), make_env(None))
-    resumed = load_checkpoint(str(save_path), make_env(None))
+    resumed = load_checkpoint(VPG, str(save_path), make_env(None))
     steps = resumed.num_timesteps
     assert steps >= 96 and steps % 32 == 0
     resumed.learn(32, reset_num_timesteps=False)

@@ -1,11 +1,12 @@
 """The Monte-Carlo returns, against hand computations and a naive reference."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch as th
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_vpg import VPG, discounted_reward_to_go
@@ -16,29 +17,24 @@ SCRIPT = [([1, 2, 3], "terminated"), ([0, 0, 5, 0], "truncated"), ([1, 1, 1, 1, 
 N_STEPS = 10
 
 
-class CaptureRollout(BaseCallback):
-    """Copies what the buffer holds after the rollout, and V of the states the bootstrap needs."""
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_end(self) -> None:
-        buffer = self.model.rollout_buffer
-        self.returns = buffer.returns[:, 0].copy()
-        self.has_return = buffer.has_return[:, 0].copy()
-        self.values = buffer.values[:, 0].copy()
-        self.advantages = buffer.advantages[:, 0].copy()
-        with th.no_grad():
-            obs = th.tensor([[4.0], [3.0]])  # terminal obs of the truncated episode, obs after the last step
-            self.v_truncated, self.v_tail = self.model.policy.predict_values(obs).flatten().tolist()
+def values_the_bootstrap_needs(model) -> dict:
+    """V of the truncated episode's terminal observation and of the observation after the last step."""
+    with th.no_grad():
+        obs = th.tensor([[4.0], [3.0]])
+        v_truncated, v_tail = model.policy.predict_values(obs).flatten().tolist()
+    return {"v_truncated": v_truncated, "v_tail": v_tail}
 
 
-def run_one_rollout(env_cls, **kwargs) -> CaptureRollout:
+def run_one_rollout(env_cls, rollout_capture, **kwargs) -> SimpleNamespace:
+    """What the buffer holds after one rollout of the script, and V of the states the bootstrap needs."""
     env = DummyVecEnv([lambda: env_cls(SCRIPT)])
     model = VPG("MlpPolicy", env, n_steps=N_STEPS, gamma=GAMMA, seed=0, **kwargs)
-    capture = CaptureRollout()
+    capture = rollout_capture(("returns", "has_return", "values", "advantages"), also=values_the_bootstrap_needs)
     model.learn(N_STEPS, callback=capture)
-    return capture
+    (rollout,) = capture.rollouts
+    return SimpleNamespace(
+        **{name: value[:, 0] if isinstance(value, np.ndarray) else value for name, value in rollout.items()}
+    )
 
 
 @pytest.mark.parametrize(
@@ -52,8 +48,8 @@ def run_one_rollout(env_cls, **kwargs) -> CaptureRollout:
         (dict(reset_on_reward=True), [1, 2, 3, 1.25, 2.5, 5, 0, 1, 1, 1], [1] * 10),
     ],
 )
-def test_pure_returns_match_hand_computation(scripted_env_cls, kwargs, expected_returns, expected_has_return):
-    capture = run_one_rollout(scripted_env_cls, **kwargs)
+def test_pure_returns_match_hand_computation(scripted_env_cls, rollout_capture, kwargs, expected_returns, expected_has_return):
+    capture = run_one_rollout(scripted_env_cls, rollout_capture, **kwargs)
     has_return = np.array(expected_has_return, dtype=bool)
     np.testing.assert_array_equal(capture.has_return, has_return)
     np.testing.assert_allclose(capture.returns[has_return], np.array(expected_returns)[has_return], rtol=1e-6)
@@ -62,8 +58,8 @@ def test_pure_returns_match_hand_computation(scripted_env_cls, kwargs, expected_
 
 
 @pytest.mark.parametrize("reset_on_reward", [False, True])
-def test_baseline_returns_bootstrap_truncation_and_tail(scripted_env_cls, reset_on_reward):
-    capture = run_one_rollout(scripted_env_cls, use_baseline=True, reset_on_reward=reset_on_reward)
+def test_baseline_returns_bootstrap_truncation_and_tail(scripted_env_cls, rollout_capture, reset_on_reward):
+    capture = run_one_rollout(scripted_env_cls, rollout_capture, use_baseline=True, reset_on_reward=reset_on_reward)
     v_trunc, v_tail = capture.v_truncated, capture.v_tail
     # The truncated episode's last reward carries gamma * V(terminal obs), as in Spinning Up's VPG
     last = 0 + GAMMA * v_trunc
@@ -78,8 +74,8 @@ def test_baseline_returns_bootstrap_truncation_and_tail(scripted_env_cls, reset_
     np.testing.assert_allclose(capture.advantages, capture.returns - capture.values, rtol=1e-5, atol=1e-6)
 
 
-def test_baseline_can_drop_the_tail(scripted_env_cls):
-    capture = run_one_rollout(scripted_env_cls, use_baseline=True, incomplete_episodes="drop")
+def test_baseline_can_drop_the_tail(scripted_env_cls, rollout_capture):
+    capture = run_one_rollout(scripted_env_cls, rollout_capture, use_baseline=True, incomplete_episodes="drop")
     np.testing.assert_array_equal(capture.has_return, [1] * 7 + [0] * 3)
 
 
@@ -133,7 +129,7 @@ def test_reward_to_go_matches_naive_reference(data, n_steps, n_envs, gamma, boot
     assert np.all(np.isfinite(returns))
 
 
-def test_atari_life_loss_ends_the_return():
+def test_atari_life_loss_ends_the_return(rollout_capture):
     ale_py = pytest.importorskip("ale_py")
     import gymnasium as gym
     from stable_baselines3.common.env_util import make_atari_env
@@ -142,19 +138,18 @@ def test_atari_life_loss_ends_the_return():
     # SB3's AtariWrapper reports each lost life as an episode end; Monitor still counts whole games
     env = make_atari_env("BreakoutNoFrameskip-v4", n_envs=1, seed=0)
     model = VPG("CnnPolicy", env, n_steps=300, seed=0)
-    seen = {}
-
-    class Capture(BaseCallback):
-        def _on_step(self) -> bool:
-            return True
-
-        def _on_rollout_end(self) -> None:
-            buffer = self.model.rollout_buffer
-            seen.update(ends=buffer.episode_ends[:, 0].copy(), rewards=buffer.raw_rewards[:, 0].copy())
-            seen.update(returns=buffer.returns[:, 0].copy(), games=len(self.model.ep_info_buffer))
-
-    model.learn(300, callback=Capture())
+    capture = rollout_capture(
+        ("episode_ends", "raw_rewards", "returns"), also=lambda model: {"games": len(model.ep_info_buffer)}
+    )
+    model.learn(300, callback=capture)
     env.close()
+    (rollout,) = capture.rollouts
+    seen = {
+        "ends": rollout["episode_ends"][:, 0],
+        "rewards": rollout["raw_rewards"][:, 0],
+        "returns": rollout["returns"][:, 0],
+        "games": rollout["games"],
+    }
     n_ends = int(seen["ends"].sum())
     assert n_ends >= 3 and n_ends > seen["games"]  # lives were lost inside games
     # The return restarts at each lost life: at an end, it is that step's reward alone

@@ -1,11 +1,21 @@
 """
-Rollout buffers that hold Monte-Carlo (reward-to-go) returns instead of GAE estimates.
+Where VPG's returns come from: the rollout's data path, in one file.
 
-SB3's ``collect_rollouts`` rewrites the reward of a time-limit truncation as ``r + gamma * V(s_T)`` before
-it reaches the buffer, and hands the buffer ``V`` of the observation after the last step. Pure REINFORCE must
-use neither, so the buffer also keeps the raw rewards and the episode ends of every step
-(:meth:`MonteCarloBufferMixin.record_step`, fed by the algorithm once per env step) and builds the returns
-from those with :func:`discounted_reward_to_go`.
+1. For each rollout, VPG steps the envs through :class:`VecRecordEnvSteps`. It sees every step as the envs return
+   it and hands the buffer that step's own rewards and episode ends (:meth:`MonteCarloBufferMixin.record_step`),
+   after checking that rewards and observations are finite.
+2. SB3's ``collect_rollouts`` then adds the rest of the step with ``add``. Before that, it rewrites the reward of a
+   time-limit truncation as ``r + gamma * V(s_T)``, in place, in the array the env returned: pure REINFORCE must
+   use no value estimate, hence the copy of step 1.
+3. At the end of the rollout, :meth:`MonteCarloBufferMixin.compute_returns_and_advantage` builds the returns with
+   :func:`discounted_reward_to_go`, from the recorded rewards (pure REINFORCE) or from SB3's bootstrapped ones
+   (with a baseline), and the recorded episode ends.
+
+Why a VecEnv wrapper rather than a copy of ``collect_rollouts`` (as sb3-contrib's MaskablePPO owns one): the wrapper
+relies only on what SB3's loop does by definition, in every version: it steps the env it is given, once per step,
+before it adds that step to the buffer. The loop itself (callbacks, gSDE noise, action clipping, episode statistics,
+the truncation bootstrap) stays SB3's and follows its releases, where a copy would have to be brought up to date by
+hand at each one, and would silently differ from SB3 whenever it was not.
 """
 
 from collections.abc import Generator
@@ -14,6 +24,11 @@ from typing import Any
 import numpy as np
 import torch as th
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
+
+from sb3_vpg.common.fast_buffers import FastRolloutBufferMixin
+from sb3_vpg.common.reliability.finite_checks import check_observations, check_rewards
 
 #: How the samples of an episode still running at the end of the rollout are weighted.
 #: ``"drop"``: they have no Monte-Carlo return and are left out of the loss and of the normalization.
@@ -81,11 +96,6 @@ class MonteCarloBufferMixin:
     the un-normalized policy weights (``G`` or ``G - V``) and ``has_return`` the mask, each of shape
     ``(n_steps, n_envs)``, as SB3's buffers do before :meth:`get` flattens them.
 
-    Unlike SB3's buffers, the observation arrays are allocated once and written again by every rollout (new ones
-    page-fault on their first writes): copy ``observations`` to keep a rollout's observations past its update.
-    VPG copies each step's observation into the buffer while the envs step (:meth:`stage_observation`), so
-    :meth:`add` has only the small arrays left to write.
-
     :param use_baseline: weights are ``G - V(s)`` instead of ``G``; truncations bootstrap with ``V``
         (SB3's collection already added ``gamma * V(s_T)`` to their reward)
     :param reset_on_reward: a non-zero reward also ends the return (each point of Pong is a rally)
@@ -101,7 +111,6 @@ class MonteCarloBufferMixin:
     generator_ready: bool
     actions: np.ndarray
     rewards: np.ndarray
-    episode_starts: np.ndarray
     log_probs: np.ndarray
     returns: np.ndarray
     values: np.ndarray
@@ -120,8 +129,6 @@ class MonteCarloBufferMixin:
         self.use_baseline = use_baseline
         self.reset_on_reward = reset_on_reward
         self.incomplete_episodes = incomplete_episodes
-        self._observation_storage: Any = None  # the observation arrays, kept from one rollout to the next
-        self._staged: Any = None  # the observation stage_observation() copied into row pos (add() clears it)
         super().__init__(*args, **kwargs)
 
     def reset(self) -> None:
@@ -130,20 +137,12 @@ class MonteCarloBufferMixin:
         self.episode_ends = np.zeros(shape, dtype=bool)
         self.has_return = np.zeros(shape, dtype=bool)
         self._recorded_pos = 0
-        self._staged = None
         super().reset()  # type: ignore[misc]
-        # Keep the observation arrays of the first rollout for all the next ones. SB3 allocates new ones for every
-        # rollout, and the first write to each page of a new allocation faults (about 0.8 ms per step for 16 Atari
-        # frame stacks); every slot is written again before get() reads it.
-        if self._observation_storage is None:
-            self._observation_storage = self.observations
-        else:
-            self.observations = self._observation_storage
 
     def record_step(self, rewards: np.ndarray, dones: np.ndarray) -> None:
         """
-        Keep the env's own rewards and episode ends of the step about to be added, before SB3 adds a
-        value bootstrap to the rewards of truncated episodes.
+        Keep the env's own rewards and episode ends of the step about to be added (:class:`VecRecordEnvSteps`
+        calls this as the envs return them), before SB3 adds a value bootstrap to the rewards of truncated episodes.
 
         :param rewards: rewards returned by ``VecEnv.step``, shape ``(n_envs,)``
         :param dones: episode ends returned by ``VecEnv.step`` (termination, truncation, life loss)
@@ -152,48 +151,14 @@ class MonteCarloBufferMixin:
         self.episode_ends[self.pos] = dones
         self._recorded_pos = self.pos + 1
 
-    def stage_observation(self, obs: Any) -> None:
-        """
-        Copy the observation of the step being collected into the buffer ahead of :meth:`add`, which then skips it.
-        VPG calls this once the actions are sent to the envs (``step_async``), so the copy (a frame stack per env on
-        Atari) runs while the envs step: a ``SubprocVecEnv``'s workers step in parallel with it.
-
-        :param obs: the observation the step's actions were chosen from (flat array or dict of arrays)
-        """
-        if isinstance(self.observations, dict):
-            for key, array in self.observations.items():
-                array[self.pos] = np.reshape(obs[key], array.shape[1:])
-        else:
-            # reshape: Discrete observations come as (n_envs,) for rows of (n_envs, 1), as in SB3's add()
-            self.observations[self.pos] = np.reshape(obs, self.observations.shape[1:])
-        self._staged = obs
-
-    def add(  # type: ignore[override]
-        self,
-        obs: Any,
-        action: np.ndarray,
-        reward: np.ndarray,
-        episode_start: np.ndarray,
-        value: th.Tensor,
-        log_prob: th.Tensor,
-    ) -> None:
-        # Overridden to skip an observation staged during the env step (and SB3's np.array/clone copies); same rows
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        # Overridden to refuse a step whose own rewards and episode ends, which the returns are made of, were not recorded
         if self._recorded_pos != self.pos + 1:
             raise RuntimeError(
                 "Every step added to a Monte-Carlo rollout buffer must first be recorded with record_step(); "
                 "collect rollouts through VPG.learn()"
             )
-        if obs is not self._staged:  # pos moves only here and in reset(), which both clear _staged
-            self.stage_observation(obs)
-        self._staged = None
-        self.actions[self.pos] = action.reshape(self.actions.shape[1:])
-        self.rewards[self.pos] = reward
-        self.episode_starts[self.pos] = episode_start
-        self.values[self.pos] = value.cpu().numpy().reshape(-1)
-        self.log_probs[self.pos] = log_prob.cpu().numpy().reshape(-1)
-        self.pos += 1
-        if self.pos == self.buffer_size:
-            self.full = True
+        super().add(*args, **kwargs)  # type: ignore[misc]
 
     def compute_returns_and_advantage(self, last_values: th.Tensor, dones: np.ndarray) -> None:
         """
@@ -239,17 +204,49 @@ class MonteCarloBufferMixin:
         for start in range(0, len(indices), batch_size):
             yield self._get_samples(indices[start : start + batch_size])  # type: ignore[attr-defined]
 
-    def to_torch(self, array: np.ndarray, copy: bool = True) -> th.Tensor:
-        # Overridden never to copy on CPU: nothing writes to a complete rollout's arrays before the next rollout
-        # (VPG's update uses its batches only within train()), and every other array handed here is already a
-        # fresh copy (a gather, flatten() or astype()).
-        return super().to_torch(array, copy=False)  # type: ignore[misc]
-
 
 def _flatten(array: np.ndarray) -> np.ndarray:
-    """``(n_steps, n_envs, *shape)`` to ``(n_steps * n_envs, *shape)`` (at least 2-D, as SB3's buffers give), without a copy."""
+    """``(n_steps, n_envs, *shape)`` to ``(n_steps * n_envs, *shape)``, at least 2-D as SB3's buffers give, without a copy."""
     n_steps, n_envs, *shape = array.shape
     return array.reshape(n_steps * n_envs, *(shape or [1]))
+
+
+class VecRecordEnvSteps(VecEnvWrapper):
+    """
+    The training env during one rollout: each step's own rewards and episode ends go into the rollout buffer
+    (:meth:`MonteCarloBufferMixin.record_step`) as the envs return them, before SB3 adds ``gamma * V(s_T)`` to the
+    rewards of truncated episodes. A non-finite reward or observation stops training with a ValueError that names
+    the env and the step, before it reaches the buffer.
+
+    :param venv: the training env. One whose ``step`` is its own, which may do more than ``step_async`` and
+        ``step_wait``, is stepped by that ``step``
+    :param rollout_buffer: the buffer the rollout fills
+    :param num_timesteps: the env steps taken before the rollout (for the step in error messages)
+    """
+
+    def __init__(self, venv: VecEnv, rollout_buffer: MonteCarloBufferMixin, num_timesteps: int) -> None:
+        super().__init__(venv)
+        self.rollout_buffer = rollout_buffer
+        self.num_timesteps = num_timesteps
+        self._own_step = type(venv).step is not VecEnv.step
+        self._actions: np.ndarray | None = None
+
+    def step_async(self, actions: np.ndarray) -> None:
+        if self._own_step:
+            self._actions = actions  # for its step(), in step_wait
+        else:
+            self.venv.step_async(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        observations, rewards, dones, infos = self.venv.step(self._actions) if self._own_step else self.venv.step_wait()
+        self.num_timesteps += self.num_envs  # counted as SB3 counts them
+        check_rewards(rewards, self.num_timesteps)
+        check_observations(observations, self.num_timesteps)  # type: ignore[arg-type]
+        self.rollout_buffer.record_step(rewards, dones)
+        return observations, rewards, dones, infos
+
+    def reset(self) -> VecEnvObs:
+        return self.venv.reset()
 
 
 _BUFFER_PARAMS = """
@@ -267,9 +264,9 @@ _BUFFER_PARAMS = """
 """
 
 
-class VPGRolloutBuffer(MonteCarloBufferMixin, RolloutBuffer):
+class VPGRolloutBuffer(MonteCarloBufferMixin, FastRolloutBufferMixin, RolloutBuffer):
     __doc__ = "Rollout buffer with Monte-Carlo returns, for flat observations.\n" + _BUFFER_PARAMS
 
 
-class VPGDictRolloutBuffer(MonteCarloBufferMixin, DictRolloutBuffer):
+class VPGDictRolloutBuffer(MonteCarloBufferMixin, FastRolloutBufferMixin, DictRolloutBuffer):
     __doc__ = "Rollout buffer with Monte-Carlo returns, for Dict observations.\n" + _BUFFER_PARAMS

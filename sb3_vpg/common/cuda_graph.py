@@ -4,8 +4,7 @@ The policy's rollout forward pass replayed as one CUDA graph (``policy_kwargs=di
 At each rollout step SB3 runs ``policy(obs)`` on ``n_envs`` observations without gradient: for a small network
 the GPU finishes each of its dozens of kernels long before Python has launched the next, so the step costs the
 launches, not the arithmetic. Captured once as a CUDA graph, the pass (features, logits, sampling,
-log-probabilities, values) is one launch. On Pong with 16 envs on an H200 this took VPG from 1.35x to 1.67x A2C's
-steps per second (from 1.55x to 2.49x on a noisier machine; ``benchmarks/RESULTS.md``, "Throughput and memory").
+log-probabilities, values) is one launch (its effect on throughput: ``benchmarks/RESULTS.md``).
 
 The graph reads the parameters where they are: the optimizer updates them in place, so every replay uses the
 current weights. It is captured again whenever something it was captured with changes: a parameter's storage

@@ -1,103 +1,34 @@
 """
-SB3's actor-critic policies, with a switch that skips the critic where nothing uses it.
+VPG's policies: SB3's actor-critic policies, with a switch that skips the critic where nothing uses it.
 
 Pure REINFORCE (``use_baseline=False``) never reads ``V``: VPG turns ``use_critic`` off, so rollout collection
 runs the actor alone, and SB3's value lookups (truncation bootstrap, last step) get zeros, made on the CPU where
 SB3 copies them anyway (no device work, no synchronization). With a baseline the policies behave exactly as SB3's.
 
-The action distributions are built without torch's argument validation, which costs tens of microseconds per
-rollout step on CPU and a device synchronization on GPU; VPG's own checks (``sb3_vpg.common.checks``) stop
-non-finite observations, rewards, parameters and log-probabilities with a clearer error instead. Discrete and
-MultiDiscrete actions are sampled by the Gumbel-max trick (:func:`gumbel_max_sample`) instead of
-``torch.multinomial`` (``policy_kwargs=dict(categorical_sampler="multinomial")`` restores it); their
-log-probabilities and entropies are SB3's. On a CUDA device, ``policy_kwargs=dict(cuda_graph=True)`` replays the
-rollout's forward pass as one CUDA graph (:mod:`sb3_vpg.common.cuda_graph`).
+They also carry the speed work on the rollout's forward pass, with the same distributions and SB3's
+log-probabilities and entropies: action distributions built without torch's argument validation, Discrete and
+MultiDiscrete actions drawn by the Gumbel-max trick (``policy_kwargs=dict(categorical_sampler="multinomial")``
+restores SB3's sampler), both in :mod:`sb3_vpg.common.fast_distributions`, and on a CUDA device, with
+``policy_kwargs=dict(cuda_graph=True)``, the forward pass replayed as one CUDA graph (:mod:`sb3_vpg.common.cuda_graph`).
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch as th
-from stable_baselines3.common.distributions import CategoricalDistribution, Distribution, MultiCategoricalDistribution
+from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
 from sb3_vpg.common.cuda_graph import GraphedForward
-
-
-@contextmanager
-def torch_validation_off() -> Iterator[None]:
-    """Build ``torch.distributions`` objects without argument validation inside the block (restored after)."""
-    previous = th.distributions.Distribution._validate_args
-    th.distributions.Distribution.set_default_validate_args(False)
-    try:
-        yield
-    finally:
-        th.distributions.Distribution.set_default_validate_args(previous)
-
-
-def unvalidated(distribution: Distribution) -> Distribution:
-    """Build-time validation is off (see :func:`torch_validation_off`); this turns off that of ``log_prob`` too."""
-    inner = distribution.distribution
-    for torch_distribution in inner if isinstance(inner, list) else [inner]:
-        torch_distribution._validate_args = False
-    return distribution
-
-
-def gumbel_max_sample(log_probs: th.Tensor) -> th.Tensor:
-    """
-    One draw of the categorical distribution whose (possibly unnormalized) log-probabilities are the last axis of
-    ``log_probs``, by the Gumbel-max trick: ``argmax(log_probs + G)`` with ``G = -log(-log(U))``, ``U`` uniform.
-
-    It draws from the same distribution as ``torch.multinomial``, which ``torch.distributions.Categorical.sample``
-    calls and which first checks its input with extra passes and, on GPU, a device synchronization: VPG's rollouts
-    on CartPole take 13% more steps per second on CPU with this sampler. Actions of probability 0 (log-probability -inf)
-    are never drawn.
-
-    Reference: Gumbel (1954); Maddison, Tarlow & Minka (2014), "A* Sampling".
-
-    :param log_probs: log-probabilities, shape ``(..., n_actions)``
-    :return: the drawn action indices (int64), shape ``(...)``
-    """
-    # log_probs + G = log_probs - log(-log U), built in place in one buffer (it runs at every rollout step);
-    # U = 0 gives G = -inf, never drawn
-    return th.argmax(log_probs - th.rand_like(log_probs).log_().neg_().log_(), dim=-1)
-
-
-class GumbelCategoricalDistribution(CategoricalDistribution):
-    """SB3's ``CategoricalDistribution`` (Discrete actions), sampled by :func:`gumbel_max_sample`."""
-
-    def sample(self) -> th.Tensor:
-        return gumbel_max_sample(self.distribution.logits)
-
-
-class GumbelMultiCategoricalDistribution(MultiCategoricalDistribution):
-    """SB3's ``MultiCategoricalDistribution`` (MultiDiscrete actions), sampled by :func:`gumbel_max_sample`."""
-
-    def sample(self) -> th.Tensor:
-        return th.stack([gumbel_max_sample(part.logits) for part in self.distribution], dim=1)
-
-
-#: How a policy draws Discrete and MultiDiscrete actions (the ``categorical_sampler`` policy argument).
-CATEGORICAL_SAMPLERS = ("gumbel", "multinomial")
-
-
-def gumbel_sampled(distribution: Distribution) -> Distribution:
-    """The Gumbel-max version of SB3's categorical distributions; any other distribution as it is."""
-    if type(distribution) is CategoricalDistribution:
-        return GumbelCategoricalDistribution(distribution.action_dim)
-    if type(distribution) is MultiCategoricalDistribution:
-        return GumbelMultiCategoricalDistribution(distribution.action_dims)
-    return distribution
+from sb3_vpg.common.fast_distributions import CATEGORICAL_SAMPLERS, gumbel_sampled, torch_validation_off, unvalidated
 
 
 class _SwitchableCritic:
     """
     Mixin over an ``ActorCriticPolicy`` class: ``use_critic=False`` makes ``forward`` and ``predict_values`` skip
-    the critic; action distributions skip torch's argument validation; categorical actions are sampled by
-    :func:`gumbel_max_sample` unless ``categorical_sampler="multinomial"``; ``cuda_graph=True`` replays the
-    rollout forward pass as a CUDA graph (:mod:`sb3_vpg.common.cuda_graph`).
+    the critic; action distributions skip torch's argument validation; categorical actions are drawn by the
+    Gumbel-max trick unless ``categorical_sampler="multinomial"``; ``cuda_graph=True`` replays the rollout forward
+    pass as a CUDA graph.
     """
 
     use_critic: bool = True

@@ -1,5 +1,10 @@
-import io
-import pathlib
+"""
+VPG, Vanilla Policy Gradient: the algorithm. Where its returns come from (the rollout's data path) is in
+:mod:`sb3_vpg.common.buffers`; its speed work in the ``sb3_vpg.common.fast_*`` modules and
+:mod:`sb3_vpg.common.cuda_graph`; the hardening for long runs it takes from ``ReliabilityMixin``
+(:mod:`sb3_vpg.common.reliability`).
+"""
+
 import warnings
 from typing import Any, ClassVar, TypeVar
 
@@ -7,19 +12,24 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
-from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
+from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
-from sb3_vpg.common.buffers import MonteCarloBufferMixin, VPGDictRolloutBuffer, VPGRolloutBuffer, check_incomplete_episodes
-from sb3_vpg.common.checks import check_log_probs, check_observations, check_returns, check_rewards, watch_parameters
-from sb3_vpg.common.io import check_model_file, get_rng_state, set_rng_state
-from sb3_vpg.common.workers import WorkerGuard
+from sb3_vpg.common.buffers import (
+    MonteCarloBufferMixin,
+    VecRecordEnvSteps,
+    VPGDictRolloutBuffer,
+    VPGRolloutBuffer,
+    check_incomplete_episodes,
+)
+from sb3_vpg.common.fast_buffers import stage_observations
+from sb3_vpg.common.fast_update import CriticFeatures, RolloutBatches, extract_features
+from sb3_vpg.common.reliability import ReliabilityMixin, check_log_probs, check_observations, check_returns
 from sb3_vpg.vpg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfVPG = TypeVar("SelfVPG", bound="VPG")
@@ -28,58 +38,7 @@ SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, sp
 SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Dict)
 
 
-class _RecordEnvSteps(BaseCallback):
-    """
-    Hands each step's rewards and episode ends to the buffer before SB3 adds ``gamma * V(s_T)`` to the
-    rewards of truncated episodes. It also stops training with a ValueError on a non-finite reward,
-    observation or return before it reaches the weights, and on an optimizer step that leaves non-finite
-    parameters, before anything (a checkpoint) saves them (see ``sb3_vpg.common.checks``).
-    """
-
-    def _on_training_start(self) -> None:
-        check_observations(self.model._last_obs, self.num_timesteps, "a reset observation")  # type: ignore[arg-type]
-        self._watch = watch_parameters(self.model.policy.optimizer, lambda: self.model.num_timesteps)
-
-    def _on_step(self) -> bool:
-        rewards = self.locals["rewards"]
-        check_rewards(rewards, self.num_timesteps)
-        check_observations(self.locals["new_obs"], self.num_timesteps)
-        self.model.rollout_buffer.record_step(rewards, self.locals["dones"])
-        return True
-
-    def _on_rollout_end(self) -> None:
-        buffer = self.model.rollout_buffer
-        check_returns(buffer.returns[buffer.has_return], self.num_timesteps)
-        check_log_probs(buffer.log_probs, self.num_timesteps)
-
-    def _on_training_end(self) -> None:
-        self._watch.remove()
-
-
-class _StageObservations(VecEnvWrapper):
-    """
-    The training env as one rollout's collection sees it: once the actions are sent (``step_async``), the
-    observation they were chosen from is copied into the rollout buffer while the envs step, instead of after
-    ``step_wait`` (SB3's ``add``). With a ``SubprocVecEnv`` the copy overlaps the workers' steps.
-    """
-
-    def __init__(self, venv: VecEnv, model: "VPG", rollout_buffer: MonteCarloBufferMixin) -> None:
-        super().__init__(venv)
-        self.model = model
-        self.rollout_buffer = rollout_buffer
-
-    def step_async(self, actions: np.ndarray) -> None:
-        self.venv.step_async(actions)
-        self.rollout_buffer.stage_observation(self.model._last_obs)
-
-    def step_wait(self) -> VecEnvStepReturn:
-        return self.venv.step_wait()
-
-    def reset(self) -> VecEnvObs:
-        return self.venv.reset()
-
-
-class VPG(OnPolicyAlgorithm):
+class VPG(ReliabilityMixin, OnPolicyAlgorithm):
     """
     Vanilla Policy Gradient: Monte-Carlo REINFORCE, optionally with a learned value baseline.
 
@@ -143,6 +102,8 @@ class VPG(OnPolicyAlgorithm):
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
+    # load() refuses a file without these settings as one saved by another algorithm (ReliabilityMixin)
+    model_file_keys = ("use_baseline", "normalize_returns", "reset_on_reward")
     rollout_buffer: VPGRolloutBuffer | VPGDictRolloutBuffer  # type: ignore[assignment]
 
     def __init__(
@@ -219,7 +180,6 @@ class VPG(OnPolicyAlgorithm):
         self.reset_on_reward = reset_on_reward
         self.incomplete_episodes = incomplete_episodes
         self.n_critic_updates = n_critic_updates
-        self._full_batch: Any = None  # device copy of the rollout during train() when batch_size is None
 
         if _init_setup_model:
             self._setup_model()
@@ -250,20 +210,35 @@ class VPG(OnPolicyAlgorithm):
         # Pure REINFORCE never reads V: rollouts skip the critic (policies from sb3_vpg.vpg.policies)
         self.policy.use_critic = self.use_baseline  # type: ignore[assignment]
 
-    def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
-        # Overridden to put _RecordEnvSteps first: it must see the rewards before SB3's truncation bootstrap
-        callbacks = [] if callback is None else callback if isinstance(callback, list) else [callback]
-        callbacks = [_RecordEnvSteps()] + [cb if isinstance(cb, BaseCallback) else ConvertCallback(cb) for cb in callbacks]
-        return super()._init_callback(callbacks, progress_bar)
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        # Overridden to check the reset observations: no env step returns them, so VecRecordEnvSteps does not see them
+        total_timesteps, callback = super()._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        check_observations(self._last_obs, self.num_timesteps, "a reset observation")  # type: ignore[arg-type]
+        return total_timesteps, callback
 
     def collect_rollouts(
         self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
     ) -> bool:
-        # Overridden only to run SB3's collection on the env wrapped by _StageObservations (buffer writes overlap env steps)
-        # A VecEnv with a step() of its own is stepped as it is, by SB3's loop
-        if type(env).step is VecEnv.step and isinstance(rollout_buffer, MonteCarloBufferMixin):
-            env = _StageObservations(env, self, rollout_buffer)
-        return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+        # Overridden to run SB3's collection on the env wrapped by VecRecordEnvSteps, which hands the buffer the rewards
+        # and episode ends the returns are made of (sb3_vpg.common.buffers), and to check the rollout before the update
+        assert isinstance(rollout_buffer, MonteCarloBufferMixin)
+        env = stage_observations(env, rollout_buffer, self._last_obs)  # type: ignore[arg-type]
+        if not super().collect_rollouts(
+            VecRecordEnvSteps(env, rollout_buffer, self.num_timesteps), callback, rollout_buffer, n_rollout_steps
+        ):
+            return False
+        check_returns(rollout_buffer.returns[rollout_buffer.has_return], self.num_timesteps)
+        check_log_probs(rollout_buffer.log_probs, self.num_timesteps)
+        return True
 
     def train(self) -> None:
         """
@@ -271,7 +246,8 @@ class VPG(OnPolicyAlgorithm):
         ``loss = -mean(log pi(a|s) * w) - ent_coef * entropy (+ vf_coef * MSE(V(s), G))``,
         ``w`` being ``G`` (or ``G - V(s)`` with a baseline), standardized over the samples that have a return.
         The gradients of the ``batch_size`` minibatches are accumulated, each weighted by its share of the
-        samples, so the single optimizer step equals the full-batch step.
+        samples, so the single optimizer step equals the full-batch step. With a baseline, ``n_critic_updates``
+        passes of value regression on ``G`` follow, as in TRPO.
         """
         # Switch to train mode (this affects batch norm / dropout)
         self.policy.set_training_mode(True)
@@ -291,13 +267,16 @@ class VPG(OnPolicyAlgorithm):
         returns, weights = buffer.returns[used], buffer.advantages[used]
         weight_mean, weight_std = (weights.mean(), weights.std()) if self.normalize_returns else (0.0, 1.0)
         explained_var = explained_variance(buffer.values[used], returns) if self.use_baseline else None
+        batches = RolloutBatches(buffer, self.batch_size)
 
-        self._full_batch = None
         self.policy.optimizer.zero_grad()
         policy_losses, entropy_losses, value_losses = [], [], []
-        for rollout_data in self._minibatches():
+        for rollout_data in batches:
             share = len(rollout_data.returns) / n_used
-            actions = self._as_policy_actions(rollout_data.actions)
+            actions = rollout_data.actions
+            if isinstance(self.action_space, spaces.Discrete):
+                # Convert discrete action from float to long
+                actions = rollout_data.actions.long().flatten()
             if self.use_baseline:
                 values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
             else:  # nothing uses the critic: skip its forward pass
@@ -323,10 +302,17 @@ class VPG(OnPolicyAlgorithm):
         self.policy.optimizer.step()
         self._n_updates += 1
 
-        approx_kl, kept = self._approx_kl(n_used)
-        if self.use_baseline:
-            self._fit_critic(kept)
-        self._full_batch = None  # free the device copy of the rollout
+        fit_critic = self.use_baseline and self.n_critic_updates > 0
+        critic_features = CriticFeatures(self.policy, batches, self.batch_size) if fit_critic else None
+        approx_kl = self._approx_kl(batches, n_used, critic_features)
+        if critic_features is not None:
+            # Regression of V on G that moves the critic's own layers only (its features: see CriticFeatures)
+            for _ in range(self.n_critic_updates):
+                for features, critic_returns in critic_features:
+                    values_pred = self.policy.value_net(self.policy.mlp_extractor.forward_critic(features)).flatten()
+                    self.policy.optimizer.zero_grad()  # also clears the actor's gradients, so the optimizer skips it
+                    F.mse_loss(critic_returns, values_pred).backward()
+                    self.policy.optimizer.step()
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/policy_gradient_loss", sum(policy_losses))
@@ -341,76 +327,25 @@ class VPG(OnPolicyAlgorithm):
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
 
-    def _minibatches(self) -> Any:
+    def _approx_kl(self, batches: RolloutBatches, n_used: int, critic_features: CriticFeatures | None) -> float:
         """
-        The samples that have a return, ``batch_size`` at a time. With ``batch_size=None`` the whole batch is
-        copied to the device once per rollout and reused by the KL estimate and the critic passes.
-        """
-        if self.batch_size is not None:
-            return self.rollout_buffer.get(self.batch_size)
-        if self._full_batch is None:
-            self._full_batch = next(self.rollout_buffer.get())
-        return [self._full_batch]
-
-    def _as_policy_actions(self, actions: th.Tensor) -> th.Tensor:
-        # Convert discrete action from float to long
-        return actions.long().flatten() if isinstance(self.action_space, spaces.Discrete) else actions
-
-    def _approx_kl(self, n_used: int) -> tuple[float, tuple[th.Tensor, th.Tensor] | None]:
-        """
-        KL(pi_old || pi_new) over the used samples, after the step (PPO's low-variance estimator).
-
-        With a baseline and a features extractor shared with the actor, this pass also keeps the features and
-        returns of the samples: the critic passes leave that extractor as it is, so they reuse these features
-        instead of running it (a CNN) once per pass. They are kept on the host when ``batch_size`` bounds the
-        device memory.
+        KL(pi_old || pi_new) over the used samples, after the step (PPO's low-variance estimator). The pass hands the
+        actor's features to ``critic_features``, whose critic passes reuse them when the extractor is shared.
         """
         policy = self.policy
-        keep = self.use_baseline and self.n_critic_updates > 0 and policy.share_features_extractor
-        store = self.device if self.batch_size is None else th.device("cpu")
-        total, features, returns = 0.0, [], []
+        total = 0.0
         with th.no_grad():
-            for rollout_data in self._minibatches():
-                pi_features = self._features(rollout_data.observations, policy.pi_features_extractor)
-                distribution = policy._get_action_dist_from_latent(policy.mlp_extractor.forward_actor(pi_features))
-                log_ratio = distribution.log_prob(self._as_policy_actions(rollout_data.actions)) - rollout_data.old_log_prob
+            for rollout_data in batches:
+                actions = rollout_data.actions
+                if isinstance(self.action_space, spaces.Discrete):
+                    actions = rollout_data.actions.long().flatten()
+                features = extract_features(policy, rollout_data.observations, policy.pi_features_extractor)
+                distribution = policy._get_action_dist_from_latent(policy.mlp_extractor.forward_actor(features))
+                log_ratio = distribution.log_prob(actions) - rollout_data.old_log_prob
                 total += th.sum(th.exp(log_ratio) - 1 - log_ratio).item()
-                if keep:
-                    features.append(pi_features.to(store))
-                    returns.append(rollout_data.returns.to(store))
-        return total / n_used, ((th.cat(features), th.cat(returns)) if keep else None)
-
-    def _fit_critic(self, kept: tuple[th.Tensor, th.Tensor] | None) -> None:
-        """
-        ``n_critic_updates`` passes of value regression on ``G`` that move the critic's own layers only. A
-        features extractor shared with the actor is not run again: its features ``kept`` by the KL pass feed every
-        pass, so the passes never change the policy. A critic with its own extractor trains it too.
-        """
-        policy = self.policy
-        for _ in range(self.n_critic_updates):
-            for features, returns in self._critic_minibatches(kept):
-                values = policy.value_net(policy.mlp_extractor.forward_critic(features)).flatten()
-                policy.optimizer.zero_grad()  # also clears the actor's gradients, so the optimizer skips it
-                F.mse_loss(returns, values).backward()
-                policy.optimizer.step()
-
-    def _critic_minibatches(self, kept: tuple[th.Tensor, th.Tensor] | None) -> Any:
-        """One critic pass: (features, returns) of the used samples, ``batch_size`` at a time, in the buffer's order."""
-        if kept is None:  # the critic's own features extractor, run with gradient
-            for rollout_data in self._minibatches():
-                yield (
-                    self._features(rollout_data.observations, self.policy.vf_features_extractor),
-                    rollout_data.returns,
-                )
-            return
-        features, returns = kept
-        size = self.batch_size or len(returns)
-        for start in range(0, len(returns), size):
-            yield features[start : start + size].to(self.device), returns[start : start + size].to(self.device)
-
-    def _features(self, obs: Any, extractor: th.nn.Module) -> th.Tensor:
-        # BasePolicy's extract_features runs the given extractor; ActorCriticPolicy's returns both when not shared
-        return BasePolicy.extract_features(self.policy, obs, extractor)  # type: ignore[arg-type]
+                if critic_features is not None:
+                    critic_features.keep(features, rollout_data.returns)
+        return total / n_used
 
     def learn(
         self: SelfVPG,
@@ -425,60 +360,14 @@ class VPG(OnPolicyAlgorithm):
         Train for ``total_timesteps`` environment steps (default: 1M, an Atari-scale run).
         See ``OnPolicyAlgorithm.learn`` for the other arguments.
         """
-        # A SubprocVecEnv worker whose env raised dies silently (or hangs the "fork" start method): name it
-        with WorkerGuard(self.env, lambda: self.num_timesteps):
-            try:
-                return super().learn(
-                    total_timesteps=total_timesteps,
-                    callback=callback,
-                    log_interval=log_interval,
-                    tb_log_name=tb_log_name,
-                    reset_num_timesteps=reset_num_timesteps,
-                    progress_bar=progress_bar,
-                )
-            finally:
-                # Flush the logs, even when interrupted; SB3 leaves each learn()'s TensorBoard writer (a thread) open
-                if not self._custom_logger and getattr(self, "_logger", None) is not None:
-                    self._logger.close()
-
-    def save(
-        self,
-        path: str | pathlib.Path | io.BufferedIOBase,
-        exclude: Any = None,
-        include: Any = None,
-    ) -> None:
-        """
-        Save the model as SB3 does (see ``BaseAlgorithm.save``), with the state of the global random generators,
-        which ``load`` restores for a seeded model so that a resumed run continues their streams.
-        """
-        self._rng_state = get_rng_state()
-        super().save(path, exclude=exclude, include=include)
-
-    @classmethod
-    def load(  # type: ignore[override]
-        cls: type[SelfVPG],
-        path: str | pathlib.Path | io.BufferedIOBase,
-        env: GymEnv | None = None,
-        device: th.device | str = "auto",
-        custom_objects: dict[str, Any] | None = None,
-        print_system_info: bool = False,
-        force_reset: bool = True,
-        **kwargs: Any,
-    ) -> SelfVPG:
-        """
-        Load a model saved by ``VPG.save`` (see ``BaseAlgorithm.load`` for the arguments). The file is unpickled,
-        which can execute code: load only files you trust (``set_parameters`` reads the weights alone).
-        A missing, truncated or corrupted file, or one saved by another algorithm, raises a clear error
-        (FileNotFoundError, ValueError) before anything is unpickled. A model saved with a seed, and loaded
-        without a new ``seed``, gets back the random generators' state of the save instead of being re-seeded,
-        so a run resumed from a checkpoint continues as the uninterrupted run would (README, "Reliability").
-        """
-        check_model_file(path, cls.__name__)
-        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
-        rng_state = getattr(model, "_rng_state", None)
-        if model.seed is not None and rng_state is not None and "seed" not in kwargs:
-            set_rng_state(rng_state)
-        return model
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
 
 
 def _check_hyperparameters(

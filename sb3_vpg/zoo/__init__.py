@@ -9,11 +9,13 @@ VPG in RL Baselines3 Zoo (rl_zoo3 2.9), without a fork of the zoo::
 then hands over to rl_zoo3's own ``train()``, ``enjoy()`` or ``record_video`` with all of their flags;
 ``--algo`` defaults to ``vpg`` and, for ``vpg``, ``-conf`` to the packaged ``sb3_vpg/hyperparams/vpg.yml``.
 ``train --vec-env envpool`` runs an Atari entry on EnvPool (:mod:`sb3_vpg.zoo.envpool_manager`).
+``train --storage URL --study-name NAME`` shares one study among workers (:mod:`sb3_vpg.zoo.distributed`).
 """
 
 import argparse
 import contextlib
 import difflib
+import functools
 import importlib.resources
 import inspect
 import io
@@ -26,6 +28,7 @@ import yaml
 
 from sb3_vpg.hyperparams import RUN_KEYS
 from sb3_vpg.vpg import VPG
+from sb3_vpg.zoo import distributed
 from sb3_vpg.zoo.hyperparams_opt import convert_vpg_params, sample_vpg_params
 
 ALGO = "vpg"
@@ -44,7 +47,9 @@ USAGE = """usage: python -m sb3_vpg.zoo {train,enjoy,record_video} [rl_zoo3 flag
 rl_zoo3's own commands, with VPG registered as --algo vpg (the default algo here).
 train without -conf reads the packaged hyperparameters: %s
 train --vec-env envpool runs an Atari entry on EnvPool (pip install 'sb3-vpg[envpool]').
-Flags: python -m sb3_vpg.zoo train --help (enjoy --help, ...)."""
+Flags: python -m sb3_vpg.zoo train --help (enjoy --help, ...).
+
+""" + distributed.FLAGS_HELP.replace("%", "%%")
 
 
 def register() -> None:
@@ -63,14 +68,19 @@ def _train() -> None:
     train()
 
 
-def _train_on_envpool() -> None:
+def _train_with(envpool: bool, storage: distributed.StorageOptions | None) -> None:
     import rl_zoo3.train
 
-    from sb3_vpg.zoo.envpool_manager import EnvPoolExperimentManager
+    manager = rl_zoo3.train.ExperimentManager
+    if envpool:
+        from sb3_vpg.zoo.envpool_manager import EnvPoolExperimentManager
 
-    # train() builds the ExperimentManager it imported by name: hand it the EnvPool one for this run
+        manager = EnvPoolExperimentManager
+    if storage is not None:
+        manager = distributed.manager_class(manager, storage)
+    # train() builds the ExperimentManager it imported by name: hand it this run's one
     original = rl_zoo3.train.ExperimentManager
-    rl_zoo3.train.ExperimentManager = EnvPoolExperimentManager  # type: ignore[misc]
+    rl_zoo3.train.ExperimentManager = manager  # type: ignore[misc]
     try:
         rl_zoo3.train.train()
     finally:
@@ -131,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     run = COMMANDS[command]
     if command == "train":
         args, envpool = _use_envpool(args)
-        run = _train_on_envpool if envpool else run
+        args, storage = distributed.split_args(args)
+        run = functools.partial(_train_with, envpool, storage) if envpool or storage else run
     sys.argv = [f"python -m sb3_vpg.zoo {command}", *args]
     run()
 

@@ -1,12 +1,14 @@
 """
-Checks that stop training with a clear error before bad numbers reach the weights: non-finite rewards,
-observations and returns from the environment, and parameters that an optimizer step made non-finite.
+NaN guards: checks that stop training with a clear error before bad numbers reach the weights: non-finite rewards,
+observations and returns from the environment, non-finite action log-probabilities from the policy, and parameters
+that an optimizer step made non-finite.
 
 Each check is cheap next to the env step it guards: a few ``np.isfinite`` over arrays of ``n_envs`` rows,
 skipped for integer observations (images, discrete spaces), which cannot hold NaN or inf.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,7 @@ def check_rewards(rewards: np.ndarray, step: int) -> None:
         beyond = ", beyond float32's range" if np.isfinite(reward) else ""
         raise ValueError(
             f"Env {env_index} returned a non-finite reward ({reward}{beyond}) at step {step}: "
-            "VPG cannot learn from it. Check the environment (or clip its rewards)."
+            "the algorithm cannot learn from it. Check the environment (or clip its rewards)."
         )
 
 
@@ -52,7 +54,7 @@ def _check_observation_array(obs: np.ndarray, step: int, what: str, where: str) 
     env_index = int(np.flatnonzero(~finite)[0])
     raise ValueError(
         f"Env {env_index} returned {what} with NaN or inf values{where} at step {step}: "
-        "VPG cannot learn from it. Check the environment (or its observation wrappers)."
+        "the algorithm cannot learn from it. Check the environment (or its observation wrappers)."
     )
 
 
@@ -68,8 +70,8 @@ def check_returns(returns: np.ndarray, step: int) -> None:
 def check_log_probs(log_probs: np.ndarray, step: int) -> None:
     """
     Raise a ValueError when an action of the rollout has a NaN or inf log-probability: the policy's output was
-    not finite (the action distributions are built without torch's argument validation, which would raise at
-    the step itself), so the update must not use the rollout.
+    not finite, so the update must not use the rollout. It matters for policies whose action distributions skip
+    torch's argument validation (VPG's), which would otherwise raise at the step itself.
     """
     if not np.all(np.isfinite(log_probs)):
         raise ValueError(
@@ -110,3 +112,13 @@ def watch_parameters(optimizer: th.optim.Optimizer, get_step: Callable[[], int])
     handle = optimizer.register_step_post_hook(check)
     optimizer._sb3_vpg_watch = handle  # type: ignore[attr-defined]
     return handle
+
+
+@contextmanager
+def parameters_watched(optimizer: th.optim.Optimizer, get_step: Callable[[], int]) -> Iterator[None]:
+    """Inside the block, the optimizer's parameters are checked after each of its steps (:func:`watch_parameters`)."""
+    handle = watch_parameters(optimizer, get_step)
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -1,15 +1,24 @@
-"""Checkpoints that a killed run cannot corrupt, taken where a resume can continue exactly."""
+"""
+Checkpoints that a killed run cannot corrupt, taken where a resume can continue exactly, and the state of the
+random generators that lets a seeded run resumed from one continue as the uninterrupted run would.
+"""
 
+import base64
+import json
 import os
+import pathlib
+import random
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from sb3_vpg.common.io import atomic_write
-from sb3_vpg.vpg.vpg import VPG
+SelfAlgorithm = TypeVar("SelfAlgorithm", bound=BaseAlgorithm)
 
 
 class AtomicCheckpointCallback(CheckpointCallback):
@@ -23,15 +32,18 @@ class AtomicCheckpointCallback(CheckpointCallback):
     - A save falls due every ``save_freq`` calls of ``env.step()`` as in SB3, but is taken at the next
       rollout boundary, after the update of the rollout (or at the end of training). SB3's callback saves
       in the middle of the rollout, before its update, so a resume from it collects that rollout again.
-      Here, the saved step count, parameters, optimizer, VecNormalize statistics and (seeded runs) random
-      generators belong together, and ``VPG.load`` + ``learn(..., reset_num_timesteps=False)`` continues
-      from them (see the README's "Reliability" section for when the continuation is exact).
+      Here, the saved step count, parameters, optimizer, VecNormalize statistics and (for an algorithm that
+      saves them, as VPG does with a seed) random generators belong together, and :func:`load_checkpoint` +
+      ``learn(..., reset_num_timesteps=False)`` continues from them (see the README's "Reliability" section
+      for when the continuation is exact).
+
+    It works with any SB3 algorithm; an off-policy algorithm's replay buffer is not saved.
 
     :param save_freq: Save a checkpoint once every ``save_freq`` calls of ``env.step()`` (each call is ``n_envs``
         steps), at the first rollout boundary after that
     :param save_path: Folder of the checkpoints (created if needed)
     :param name_prefix: Common prefix of the file names
-    :param save_replay_buffer: Unused (kept for ``CheckpointCallback``'s signature): VPG has no replay buffer
+    :param save_replay_buffer: Unused (kept for ``CheckpointCallback``'s signature): no replay buffer is saved
     :param save_vecnormalize: Also save the ``VecNormalize`` statistics, when the model's env has them
     :param verbose: 2 prints each save
     """
@@ -104,7 +116,9 @@ def latest_checkpoint(save_path: str, name_prefix: str = "rl_model") -> tuple[st
     )
 
 
-def load_checkpoint(save_path: str, venv: VecEnv, name_prefix: str = "rl_model", **load_kwargs: Any) -> VPG:
+def load_checkpoint(
+    algorithm_class: type[SelfAlgorithm], save_path: str, venv: VecEnv, name_prefix: str = "rl_model", **load_kwargs: Any
+) -> SelfAlgorithm:
     """
     Load the newest checkpoint of ``AtomicCheckpointCallback(save_path=save_path, name_prefix=name_prefix)`` to
     resume training on ``venv``: then ``model.learn(total - model.num_timesteps, reset_num_timesteps=False)``.
@@ -114,26 +128,85 @@ def load_checkpoint(save_path: str, venv: VecEnv, name_prefix: str = "rl_model",
     uninterrupted run counted them already when its episodes ended), so the resumed run continues exactly
     where the run's envs restart on a rollout boundary (see the README's "Reliability").
 
+    :param algorithm_class: the algorithm that saved the checkpoints (``VPG``, ``PPO``, ...), whose ``load`` reads them
     :param save_path: the checkpoint folder
     :param venv: the new env, not wrapped in VecNormalize
     :param name_prefix: the checkpoints' name prefix
-    :param load_kwargs: more arguments for ``VPG.load`` (``device``, ...)
+    :param load_kwargs: more arguments for ``algorithm_class.load`` (``device``, ...)
     :return: the model, with its env (``model.get_env()``)
     """
+    if not (isinstance(algorithm_class, type) and issubclass(algorithm_class, BaseAlgorithm)):
+        raise TypeError(
+            f"algorithm_class must be a Stable-Baselines3 algorithm class (VPG, PPO, ...), got {algorithm_class!r}"
+        )
     found = latest_checkpoint(save_path, name_prefix)
     if found is None:
         raise FileNotFoundError(f"No checkpoint {name_prefix}_<steps>_steps.zip in {save_path}")
     model_path, vec_normalize_path, _ = found
     if vec_normalize_path is None:
-        return VPG.load(model_path, env=venv, **load_kwargs)
+        return algorithm_class.load(model_path, env=venv, **load_kwargs)
 
     venv = VecNormalize.load(vec_normalize_path, venv)
     venv.training = False
     observations = venv.reset()
     venv.training = True
-    model = VPG.load(model_path, env=venv, **load_kwargs)
+    model = algorithm_class.load(model_path, env=venv, **load_kwargs)
     # What learn() would set up after its own reset, which would count the observations again
     model._last_obs = observations  # type: ignore[assignment]
     model._last_original_obs = venv.get_original_obs()  # type: ignore[assignment]
     model._last_episode_starts = np.ones((venv.num_envs,), dtype=bool)
     return model
+
+
+def atomic_write(path: str | pathlib.Path, write: Callable[[str], None]) -> None:
+    """
+    Call ``write(temporary_path)``, flush the file to disk, then rename it to ``path``: a process killed
+    meanwhile leaves either the previous file or the complete new one at ``path``, never a partial file
+    (at worst, a leftover ``*.tmp`` file beside it).
+    """
+    path = os.fspath(path)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        write(temporary)
+        with open(temporary, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def get_rng_state() -> dict[str, Any]:
+    """
+    The state of the global random generators that ``set_random_seed`` seeds (Python, NumPy, PyTorch CPU and,
+    when initialized, CUDA), as JSON-compatible values, so SB3's ``data`` stores it without pickle.
+    """
+    numpy_state = np.random.get_state(legacy=True)
+    state = {
+        "python": json.loads(json.dumps(random.getstate())),
+        "numpy": [numpy_state[0], _encode(numpy_state[1]), *(float(value) for value in numpy_state[2:])],
+        "torch": _encode(th.get_rng_state().numpy()),
+    }
+    if th.cuda.is_available() and th.cuda.is_initialized():
+        state["cuda"] = [_encode(cuda_state.numpy()) for cuda_state in th.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the global random generators from :func:`get_rng_state`'s output."""
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    name, keys, pos, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((name, _decode(keys, np.uint32), int(pos), int(has_gauss), cached_gaussian))
+    th.set_rng_state(th.from_numpy(_decode(state["torch"], np.uint8)))
+    if "cuda" in state and th.cuda.is_available() and len(state["cuda"]) == th.cuda.device_count():
+        th.cuda.set_rng_state_all([th.from_numpy(_decode(cuda_state, np.uint8)) for cuda_state in state["cuda"]])
+
+
+def _encode(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+
+
+def _decode(text: str, dtype: type) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype=dtype).copy()

@@ -66,7 +66,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecFrameStack
 
 from sb3_vpg import VPG
-from sb3_vpg.common.buffers import VPGRolloutBuffer
+from sb3_vpg.common.buffers import VecRecordEnvSteps, VPGRolloutBuffer
 from sb3_vpg.common.envpool_env import make_envpool_atari_env
 from sb3_vpg.hyperparams import load_hyperparams
 from sb3_vpg.hyperparams import make_env as make_entry_env
@@ -90,8 +90,10 @@ class _SerialBuffer(VPGRolloutBuffer):
 class _SerialVPG(VPG):
     """VPG as before the observations were copied into the buffer during the env step: SB3's collection loop."""
 
-    def collect_rollouts(self, *args: Any, **kwargs: Any) -> bool:
-        return OnPolicyAlgorithm.collect_rollouts(self, *args, **kwargs)
+    def collect_rollouts(self, env: VecEnv, callback: Any, rollout_buffer: Any, n_rollout_steps: int) -> bool:
+        # SB3's loop with only the recorder VPG's returns need (no observation staging)
+        env = VecRecordEnvSteps(env, rollout_buffer, self.num_timesteps)
+        return OnPolicyAlgorithm.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps)
 
 
 class _FreshObservationsBuffer(VPGRolloutBuffer):

@@ -148,7 +148,7 @@ def test_interrupted_run_resumes_exactly(tmp_path, use_baseline, normalize):
 
 
 def test_sb3_checkpoint_resumes_with_one_update_fewer(tmp_path):
-    # What the README says of SB3's own CheckpointCallback: its files load, and the step counter goes on, but the
+    # What the docs say of SB3's own CheckpointCallback: its files load, and the step counter goes on, but the
     # checkpoint was taken before the update of its rollout, which the resumed run collects again
     model = VPG("MlpPolicy", make_env("obs_and_reward"), n_steps=N_STEPS, seed=0)
     checkpoints = CheckpointCallback(N_STEPS, str(tmp_path), save_vecnormalize=True)
@@ -439,7 +439,7 @@ def learn_script(scripted_env_cls, script, n_envs=1, **kwargs):
 
 
 def logged_values_are_finite(model) -> bool:
-    # Explained variance, 1 - Var(G - V) / Var(G), is undefined (NaN) for constant returns: see the README
+    # Explained variance, 1 - Var(G - V) / Var(G), is undefined (NaN) for constant returns: see the docs
     values = {key: value for key, value in model.logger.name_to_value.items() if key != "train/explained_variance"}
     return all(np.isfinite(value) for value in values.values())
 
@@ -644,7 +644,7 @@ def test_load_from_file_object_and_weights_alone(tmp_path):
     with open(tmp_path / "model.zip", "rb") as file:
         assert VPG.load(file).num_timesteps == 16
 
-    # The README's safe ways to take the weights alone: set_parameters reads tensors with weights_only=True,
+    # The docs' safe ways to take the weights alone: set_parameters reads tensors with weights_only=True,
     # and a state dict saved with th.save loads with weights_only=True
     fresh = VPG("MlpPolicy", "CartPole-v1", n_steps=8, seed=1)
     fresh.set_parameters(str(tmp_path / "model.zip"))

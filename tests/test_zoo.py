@@ -226,7 +226,7 @@ def test_optimize_with_two_workers_sharing_a_journal_study(tmp_path):
     assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
 
     # --trial-id: train with a stored trial's parameters, converted as the sampler converted them
-    # (rl_zoo3 ignores --trial-id 0, so take trial 1)
+    # (trial number 1: any number works, 0 included)
     zoo(
         "train", "--algo", "vpg", "--env", "CartPole-v1", "-n", "300", "--seed", "0", "--num-threads", "1",
         "--eval-freq", "-1", "--storage", "logs/vpg_study.log", "--study-name", "vpg_cartpole", "--trial-id", "1",

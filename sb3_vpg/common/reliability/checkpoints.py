@@ -34,7 +34,7 @@ class AtomicCheckpointCallback(CheckpointCallback):
       in the middle of the rollout, before its update, so a resume from it collects that rollout again.
       Here, the saved step count, parameters, optimizer, VecNormalize statistics and (for an algorithm that
       saves them, as VPG does with a seed) random generators belong together, and :func:`load_checkpoint` +
-      ``learn(..., reset_num_timesteps=False)`` continues from them (see the README's "Reliability" section
+      ``learn(..., reset_num_timesteps=False)`` continues from them (see the docs' reliability page
       for when the continuation is exact).
 
     It works with any SB3 algorithm; an off-policy algorithm's replay buffer is not saved.
@@ -126,7 +126,7 @@ def load_checkpoint(
     When the checkpoint has VecNormalize statistics, ``venv`` is wrapped in a ``VecNormalize`` holding them and
     reset without updating them (a VecNormalize's reset adds the reset observations to its statistics; the
     uninterrupted run counted them already when its episodes ended), so the resumed run continues exactly
-    where the run's envs restart on a rollout boundary (see the README's "Reliability").
+    where the run's envs restart on a rollout boundary (see the docs' reliability page).
 
     :param algorithm_class: the algorithm that saved the checkpoints (``VPG``, ``PPO``, ...), whose ``load`` reads them
     :param save_path: the checkpoint folder

@@ -84,3 +84,63 @@ def test_non_number_hyperparameter_is_a_type_error(name):
     # YAML 1.1 reads 7e-4 (no dot) as a string: it must fail by name, not in a comparison deep inside
     with pytest.raises(TypeError, match=name):
         VPG("MlpPolicy", "CartPole-v1", **{name: "7e-4"})
+
+
+class SpaceEnv(gym.Env):
+    """An env whose observation space SB3's VecEnvs cannot hold."""
+
+    action_space = spaces.Discrete(2)
+
+    def __init__(self, observation_space):
+        self.observation_space = observation_space
+
+    def reset(self, *, seed=None, options=None):
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, True, False, {}
+
+
+@pytest.mark.parametrize(
+    "space",
+    [spaces.Text(5), spaces.Sequence(spaces.Discrete(2)), spaces.Graph(spaces.Box(0, 1, (2,)), spaces.Discrete(2))],
+    ids=["Text", "Sequence", "Graph"],
+)
+def test_spaces_sb3s_vec_envs_cannot_hold_are_named_before_wrapping(space):
+    # SB3 would wrap the env in a DummyVecEnv first, which fails with "'NoneType' object is not iterable"
+    with pytest.raises(TypeError, match="observation_space is " + type(space).__name__):
+        VPG("MlpPolicy", SpaceEnv(space))
+
+
+def test_unknown_policy_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="'CNNPolicy' is not one of VPG's policies: MlpPolicy, CnnPolicy, MultiInputPolicy"):
+        VPG("CNNPolicy", "CartPole-v1")
+
+
+def test_batch_size_larger_than_the_rollout_warns_with_both_numbers():
+    with pytest.warns(UserWarning, match=r"batch_size=64 is larger than the rollout, n_steps \* n_envs = 8 \* 1 = 8"):
+        VPG("MlpPolicy", "CartPole-v1", n_steps=8, batch_size=64)
+
+
+def test_learning_rate_schedule_turning_negative_stops_at_that_update():
+    # progress_remaining - 0.5 is negative in the second half of training: gradient ascent if applied
+    model = VPG("MlpPolicy", "CartPole-v1", n_steps=64, learning_rate=lambda progress: progress - 0.5, seed=0)
+    with pytest.raises(ValueError, match=r"learning_rate schedule returned -0.25 at progress_remaining=0.25 \(step 192\)"):
+        model.learn(256)
+    assert model.num_timesteps == 192  # the update of the third rollout never ran
+    model = VPG(
+        "MlpPolicy", "CartPole-v1", n_steps=64, learning_rate=lambda progress: 1e-3 if progress > 0.5 else float("nan")
+    )
+    with pytest.raises(ValueError, match=r"learning_rate schedule returned nan at progress_remaining=0.5 \(step 128\)"):
+        model.learn(256)
+
+
+def test_atari_ids_work_without_registering_them():
+    # gymnasium 1.x needs gym.register_envs(ale_py) for ALE's ids; VPG does it when given an id
+    import subprocess
+    import sys
+
+    script = "from sb3_vpg import VPG; print(VPG('CnnPolicy', 'PongNoFrameskip-v4', n_steps=8).observation_space.shape)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(3, 210, 160)" in result.stdout

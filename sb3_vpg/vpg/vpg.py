@@ -8,9 +8,11 @@ VPG, Vanilla Policy Gradient: the algorithm. Where its returns come from (the ro
 import warnings
 from typing import Any, ClassVar, TypeVar
 
+import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.base_class import maybe_make_env
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -30,6 +32,7 @@ from sb3_vpg.common.buffers import (
 from sb3_vpg.common.fast_buffers import stage_observations
 from sb3_vpg.common.fast_update import CriticFeatures, RolloutBatches, extract_features
 from sb3_vpg.common.reliability import ReliabilityMixin, check_log_probs, check_observations, check_returns
+from sb3_vpg.hyperparams import register_atari_envs
 from sb3_vpg.vpg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfVPG = TypeVar("SelfVPG", bound="VPG")
@@ -104,6 +107,8 @@ class VPG(ReliabilityMixin, OnPolicyAlgorithm):
     }
     # load() refuses a file without these settings as one saved by another algorithm (ReliabilityMixin)
     model_file_keys = ("use_baseline", "normalize_returns", "reset_on_reward")
+    # load() restores the optimizer too, to resume training
+    model_file_entries = ("policy.pth", "policy.optimizer.pth")
     rollout_buffer: VPGRolloutBuffer | VPGDictRolloutBuffer  # type: ignore[assignment]
 
     def __init__(
@@ -134,6 +139,15 @@ class VPG(ReliabilityMixin, OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
+        if isinstance(policy, str) and policy not in self.policy_aliases:
+            raise ValueError(
+                f"policy {policy!r} is not one of VPG's policies: {', '.join(self.policy_aliases)} (or a policy class)"
+            )
+        if isinstance(env, str):
+            register_atari_envs()  # gymnasium 1.x knows ALE's ids (PongNoFrameskip-v4) only once they are registered
+            env = maybe_make_env(env, verbose)
+        if isinstance(env, gym.Env):  # checked before SB3 wraps it: a DummyVecEnv fails obscurely on Text spaces
+            _check_spaces(env.observation_space, env.action_space)
         if incomplete_episodes is None:
             incomplete_episodes = "bootstrap" if use_baseline else "drop"
         _check_hyperparameters(
@@ -190,6 +204,12 @@ class VPG(ReliabilityMixin, OnPolicyAlgorithm):
             raise ValueError(
                 "normalize_returns=True needs n_steps * n_envs > 1 (the weights are standardized over the rollout), "
                 f"got n_steps={self.n_steps} and n_envs={self.n_envs}"
+            )
+        if self.batch_size is not None and self.batch_size > self.n_steps * self.n_envs:
+            warnings.warn(
+                f"batch_size={self.batch_size} is larger than the rollout, n_steps * n_envs = {self.n_steps} * {self.n_envs} "
+                f"= {self.n_steps * self.n_envs}: every update takes the rollout as one batch",
+                UserWarning,
             )
         if self.rollout_buffer_class is None:
             is_dict = isinstance(self.observation_space, spaces.Dict)

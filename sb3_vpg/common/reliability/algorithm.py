@@ -35,11 +35,27 @@ class ReliabilityMixin:
       (FileNotFoundError, ValueError) before anything is unpickled
       (:func:`~sb3_vpg.common.reliability.model_files.check_model_file`).
 
+    - A learning-rate schedule that returns a negative or NaN value stops training with a ValueError at that update
+      (SB3 would apply it: gradient ascent, or NaN parameters).
+
     :cvar model_file_keys: keys of a saved model's ``data`` that this algorithm writes and others do not (its own
         constructor arguments): ``load`` refuses a file without them as one saved by another algorithm
+    :cvar model_file_entries: the tensor files of a saved model that this algorithm's ``load`` reads
     """
 
     model_file_keys: ClassVar[tuple[str, ...]] = ()
+    model_file_entries: ClassVar[tuple[str, ...]] = ("policy.pth",)
+
+    def _update_learning_rate(self, optimizers: Any) -> None:
+        # Overridden to refuse a schedule value that SB3 would apply as it is (a negative rate ascends the loss)
+        algorithm: Any = self
+        learning_rate = algorithm.lr_schedule(algorithm._current_progress_remaining)
+        if not learning_rate >= 0:  # False for NaN too
+            raise ValueError(
+                f"The learning_rate schedule returned {learning_rate} at progress_remaining="
+                f"{algorithm._current_progress_remaining:.4g} (step {algorithm.num_timesteps}): it must stay >= 0"
+            )
+        super()._update_learning_rate(optimizers)  # type: ignore[misc]
 
     def learn(self, *args: Any, **kwargs: Any) -> Any:
         algorithm: Any = self
@@ -87,7 +103,7 @@ class ReliabilityMixin:
         without a new ``seed``, gets back the random generators' state of the save instead of being re-seeded,
         so a run resumed from a checkpoint continues as the uninterrupted run would.
         """
-        check_model_file(path, cls.__name__, cls.model_file_keys)  # type: ignore[attr-defined]
+        check_model_file(path, cls.__name__, cls.model_file_keys, cls.model_file_entries)  # type: ignore[attr-defined]
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)  # type: ignore[misc]
         rng_state = getattr(model, "_rng_state", None)
         if model.seed is not None and rng_state is not None and "seed" not in kwargs:

@@ -35,7 +35,12 @@ def resolve_model_path(path: str | pathlib.Path) -> pathlib.Path:
     return with_suffix if with_suffix.is_file() else path
 
 
-def check_model_file(path: str | pathlib.Path | io.BufferedIOBase, algorithm: str, required_keys: Sequence[str] = ()) -> None:
+def check_model_file(
+    path: str | pathlib.Path | io.BufferedIOBase,
+    algorithm: str,
+    required_keys: Sequence[str] = (),
+    required_entries: Sequence[str] = ("policy.pth",),
+) -> None:
     """
     Raise a clear error, naming the file, when ``path`` is not a complete model file saved by ``algorithm``:
     FileNotFoundError for a missing file, ValueError for a file that is not a zip, a truncated or corrupted
@@ -45,6 +50,8 @@ def check_model_file(path: str | pathlib.Path | io.BufferedIOBase, algorithm: st
     :param path: the file, as given to the algorithm's ``load`` (a path, with or without ``.zip``, or a file object)
     :param algorithm: the algorithm's name, for the messages
     :param required_keys: keys of ``data`` that only ``algorithm`` writes (its own constructor arguments)
+    :param required_entries: the archive's tensor files that ``algorithm``'s ``load`` reads (``policy.pth``, and
+        ``policy.optimizer.pth`` for an on-policy algorithm, which ``load`` restores to resume training)
     """
     if isinstance(path, (str, pathlib.Path)):
         resolved = resolve_model_path(path)
@@ -52,28 +59,36 @@ def check_model_file(path: str | pathlib.Path | io.BufferedIOBase, algorithm: st
             also = "" if pathlib.Path(path).suffix == ".zip" else f" (nor at {path}.zip)"
             raise FileNotFoundError(f"No model file at {path}{also}")
         name = str(resolved)
-        _check_archive(resolved, name, algorithm, required_keys)
+        _check_archive(resolved, name, algorithm, required_keys, required_entries)
     else:
         name = getattr(path, "name", repr(path))
         position = path.tell()
         try:
-            _check_archive(path, name, algorithm, required_keys)
+            _check_archive(path, name, algorithm, required_keys, required_entries)
         finally:
             path.seek(position)
 
 
-def _check_archive(file: Any, name: str, algorithm: str, required_keys: Sequence[str]) -> None:
+def _check_archive(
+    file: Any, name: str, algorithm: str, required_keys: Sequence[str], required_entries: Sequence[str]
+) -> None:
     try:
         with zipfile.ZipFile(file) as archive:
             bad_member = archive.testzip()  # reads every member and checks its CRC
             if bad_member is not None:
                 raise ValueError(f"the CRC of its entry {bad_member!r} does not match: the file is corrupted")
             names = set(archive.namelist())
-            missing = {"data", "policy.pth"} - names
+            missing = {"data", *required_entries} - names
             if missing:
+                weights = "policy.pth" in names and "data" in names
                 raise ValueError(
                     f"it has no {' or '.join(sorted(missing))} entry: it is truncated (an interrupted save or copy), "
                     "or it is not a model saved by Stable-Baselines3"
+                    + (
+                        f"; to take its weights alone, use {algorithm}(...).set_parameters(path, exact_match=False)"
+                        if weights
+                        else ""
+                    )
                 )
             try:
                 data = json.loads(archive.read("data").decode())

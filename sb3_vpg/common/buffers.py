@@ -92,6 +92,10 @@ class MonteCarloBufferMixin:
     What VPG adds to SB3's rollout buffers: raw rewards and episode ends per step, Monte-Carlo returns,
     and a mask of the samples that have a return. Only those samples are yielded by :meth:`get`.
 
+    "Raw" means as the training VecEnv returned them, before SB3 adds ``gamma * V(s_T)`` to truncated rewards:
+    with ``VecNormalize(norm_reward=True)`` they are the normalized rewards (as for SB3's algorithms), and the
+    returns and ``train/return_mean`` are in those units.
+
     After :meth:`compute_returns_and_advantage`, ``returns`` holds the (un-normalized) returns, ``advantages``
     the un-normalized policy weights (``G`` or ``G - V``) and ``has_return`` the mask, each of shape
     ``(n_steps, n_envs)``, as SB3's buffers do before :meth:`get` flattens them.

@@ -45,6 +45,22 @@ def check_incomplete_episodes(incomplete_episodes: str, use_baseline: bool) -> N
         raise ValueError("incomplete_episodes='bootstrap' needs a learned value baseline: set use_baseline=True")
 
 
+def check_gae_lambda(gae_lambda: float, use_baseline: bool) -> None:
+    """
+    Raise a TypeError unless ``gae_lambda`` is a number, a ValueError unless it is in [0, 1] and, below 1,
+    comes with ``use_baseline=True`` (GAE needs the values of a learned baseline).
+    """
+    if isinstance(gae_lambda, bool) or not isinstance(gae_lambda, int | float | np.integer | np.floating):
+        raise TypeError(f"gae_lambda must be a number, got {gae_lambda!r} ({type(gae_lambda).__name__})")
+    if not 0 <= gae_lambda <= 1:
+        raise ValueError(f"gae_lambda must be in [0, 1], got {gae_lambda}")
+    if gae_lambda != 1 and not use_baseline:
+        raise ValueError(
+            f"gae_lambda={gae_lambda} (GAE advantages) needs a learned value baseline: set use_baseline=True, "
+            "or gae_lambda=1.0 for pure REINFORCE"
+        )
+
+
 def discounted_reward_to_go(
     rewards: np.ndarray,
     episode_ends: np.ndarray,
@@ -87,6 +103,54 @@ def discounted_reward_to_go(
     return returns, has_return
 
 
+def generalized_advantage(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    episode_ends: np.ndarray,
+    gamma: float,
+    gae_lambda: float,
+    last_values: np.ndarray,
+) -> np.ndarray:
+    """
+    Generalized Advantage Estimation over a rollout, for all envs at once: SB3's recursion
+    (``RolloutBuffer.compute_returns_and_advantage``) with VPG's episode ends, in float64.
+
+    .. math::
+
+        \\delta_t = r_t + \\gamma (1 - e_t) V(s_{t+1}) - V(s_t), \\qquad
+        A_t = \\delta_t + \\gamma \\lambda (1 - e_t) A_{t+1}, \\qquad
+        V(s_T) = \\text{last\\_values}, \\; A_T = 0
+
+    that is :math:`A_t = \\sum_k (\\gamma\\lambda)^k \\delta_{t+k}` up to the end of the episode, where
+    :math:`e_t` are the same ends as :func:`discounted_reward_to_go`'s (a truncation's bootstrap
+    :math:`\\gamma V(s_T)` is already in its reward). :math:`\\lambda = 1` gives :math:`G_t - V(s_t)`,
+    :math:`\\lambda = 0` the one-step TD error :math:`\\delta_t`.
+
+    Reference: Schulman et al. (2016), "High-Dimensional Continuous Control Using Generalized Advantage
+    Estimation", https://arxiv.org/abs/1506.02438
+
+    :param rewards: rewards of shape ``(n_steps, n_envs)``
+    :param values: ``V(s_t)`` of shape ``(n_steps, n_envs)``
+    :param episode_ends: whether the episode ended at that step, shape ``(n_steps, n_envs)``
+    :param gamma: discount factor
+    :param gae_lambda: the GAE parameter, in [0, 1]
+    :param last_values: value of each env's state after the last step, shape ``(n_envs,)`` (zeros: no bootstrap)
+    :return: the advantages, shape ``(n_steps, n_envs)``
+    """
+    n_steps, n_envs = rewards.shape
+    values = np.asarray(values, dtype=np.float64)
+    advantages = np.zeros((n_steps, n_envs), dtype=np.float64)
+    next_values = np.asarray(last_values, dtype=np.float64)
+    next_advantage = np.zeros(n_envs)
+    for step in reversed(range(n_steps)):
+        not_ended = 1.0 - episode_ends[step].astype(np.float64)
+        delta = rewards[step] + gamma * not_ended * next_values - values[step]
+        next_advantage = delta + gamma * gae_lambda * not_ended * next_advantage
+        advantages[step] = next_advantage
+        next_values = values[step]
+    return advantages
+
+
 class MonteCarloBufferMixin:
     """
     What VPG adds to SB3's rollout buffers: raw rewards and episode ends per step, Monte-Carlo returns,
@@ -97,11 +161,12 @@ class MonteCarloBufferMixin:
     returns and ``train/return_mean`` are in those units.
 
     After :meth:`compute_returns_and_advantage`, ``returns`` holds the (un-normalized) returns, ``advantages``
-    the un-normalized policy weights (``G`` or ``G - V``) and ``has_return`` the mask, each of shape
-    ``(n_steps, n_envs)``, as SB3's buffers do before :meth:`get` flattens them.
+    the un-normalized policy weights (``G``, ``G - V``, or GAE advantages when ``gae_lambda < 1``) and
+    ``has_return`` the mask, each of shape ``(n_steps, n_envs)``, as SB3's buffers do before :meth:`get`
+    flattens them. The critic's targets stay ``returns`` whatever ``gae_lambda``.
 
-    :param use_baseline: weights are ``G - V(s)`` instead of ``G``; truncations bootstrap with ``V``
-        (SB3's collection already added ``gamma * V(s_T)`` to their reward)
+    :param use_baseline: weights are ``G - V(s)`` (or GAE advantages, SB3's ``gae_lambda`` < 1) instead of ``G``;
+        truncations bootstrap with ``V`` (SB3's collection already added ``gamma * V(s_T)`` to their reward)
     :param reset_on_reward: a non-zero reward also ends the return (each point of Pong is a rally)
     :param incomplete_episodes: one of :data:`INCOMPLETE_EPISODE_MODES`
     """
@@ -112,6 +177,7 @@ class MonteCarloBufferMixin:
     pos: int
     full: bool
     gamma: float
+    gae_lambda: float
     generator_ready: bool
     actions: np.ndarray
     rewards: np.ndarray
@@ -130,6 +196,7 @@ class MonteCarloBufferMixin:
         **kwargs: Any,
     ) -> None:
         check_incomplete_episodes(incomplete_episodes, use_baseline)
+        check_gae_lambda(kwargs.get("gae_lambda", 1.0), use_baseline)
         self.use_baseline = use_baseline
         self.reset_on_reward = reset_on_reward
         self.incomplete_episodes = incomplete_episodes
@@ -166,7 +233,10 @@ class MonteCarloBufferMixin:
 
     def compute_returns_and_advantage(self, last_values: th.Tensor, dones: np.ndarray) -> None:
         """
-        Monte-Carlo returns of the whole rollout (see :func:`discounted_reward_to_go`).
+        Monte-Carlo returns of the whole rollout (see :func:`discounted_reward_to_go`), and the policy's weights:
+        ``G``, ``G - V`` or, with ``gae_lambda < 1``, GAE advantages (:func:`generalized_advantage`) over the same
+        episode ends and the same tail (``V`` of the last observation with ``"bootstrap"``, nothing otherwise: the
+        samples without a return under ``"drop"`` are not used).
 
         :param last_values: ``V`` of the observation after the last step (used only to bootstrap)
         :param dones: whether the last step ended an episode (already recorded by :meth:`record_step`)
@@ -181,7 +251,14 @@ class MonteCarloBufferMixin:
             tail = last_values.clone().cpu().numpy().flatten()
         returns, self.has_return = discounted_reward_to_go(rewards, ends, self.gamma, tail)
         self.returns = returns.astype(np.float32)
-        self.advantages = self.returns - self.values if self.use_baseline else self.returns.copy()
+        if not self.use_baseline:
+            self.advantages = self.returns.copy()
+        elif self.gae_lambda == 1:  # GAE with lambda = 1 telescopes to G - V: kept as is, bit for bit
+            self.advantages = self.returns - self.values
+        else:
+            tail_values = np.zeros(self.n_envs) if tail is None else tail
+            advantages = generalized_advantage(rewards, self.values, ends, self.gamma, self.gae_lambda, tail_values)
+            self.advantages = advantages.astype(np.float32)
 
     def get(self, batch_size: int | None = None) -> Generator[Any, None, None]:
         """
@@ -258,7 +335,7 @@ _BUFFER_PARAMS = """
     :param observation_space: Observation space
     :param action_space: Action space
     :param device: PyTorch device
-    :param gae_lambda: Unused (kept for SB3's buffer signature)
+    :param gae_lambda: GAE parameter of the policy's weights with ``use_baseline`` (1: ``G - V``)
     :param gamma: Discount factor
     :param n_envs: Number of parallel environments
     :param use_baseline: Weight the policy by ``G - V(s)`` and bootstrap truncations with ``V``

@@ -27,6 +27,7 @@ from sb3_vpg.common.buffers import (
     VecRecordEnvSteps,
     VPGDictRolloutBuffer,
     VPGRolloutBuffer,
+    check_gae_lambda,
     check_incomplete_episodes,
 )
 from sb3_vpg.common.fast_buffers import stage_observations
@@ -47,8 +48,8 @@ class VPG(ReliabilityMixin, OnPolicyAlgorithm):
 
     Each rollout gives one gradient step on ``-mean(log pi(a_t|s_t) * w_t) - ent_coef * H``, where ``w_t`` is
     the discounted reward-to-go ``G_t`` of the episode (pure REINFORCE) or the advantage ``G_t - V(s_t)``
-    (``use_baseline=True``, Spinning Up's VPG, whose critic is regressed on ``G_t``), standardized over the
-    rollout when ``normalize_returns``. In pure mode no value estimate enters the returns: samples whose
+    (``use_baseline=True``, whose critic is regressed on ``G_t``), or its GAE-lambda advantage (``gae_lambda < 1``;
+    Spinning Up's VPG uses 0.97), standardized over the rollout when ``normalize_returns``. In pure mode no value estimate enters the returns: samples whose
     episode the rollout did not see end have no return and are left out (``incomplete_episodes``).
 
     Papers: Williams (1992) https://doi.org/10.1007/BF00992696 ;
@@ -74,6 +75,10 @@ class VPG(ReliabilityMixin, OnPolicyAlgorithm):
     :param use_baseline: Weight the policy by ``G - V(s)`` with a critic trained on ``G`` (Spinning Up's VPG);
         time-limit truncations and, by default, the unfinished tail of the rollout then bootstrap with ``V``.
         False: pure REINFORCE, no value estimate anywhere
+    :param gae_lambda: Factor of Generalized Advantage Estimation for the policy's weights, in [0, 1]: the weights
+        are ``sum_k (gamma * gae_lambda)^k delta_{t+k}`` with ``delta_t = r_t + gamma * V(s_{t+1}) - V(s_t)`` over
+        the same episode ends and bootstraps as ``G``, whose target the critic keeps. 1 (default): ``G - V(s)``;
+        0: the one-step TD error. Below 1 it needs ``use_baseline=True``
     :param normalize_returns: Standardize the weights (returns or advantages) over the used samples of the rollout
     :param reset_on_reward: A non-zero reward also ends the return, as each point of Pong ends a rally
     :param incomplete_episodes: Samples of an episode still running at the end of the rollout:
@@ -123,6 +128,7 @@ class VPG(ReliabilityMixin, OnPolicyAlgorithm):
         vf_coef: float = 0.5,
         max_grad_norm: float | None = 0.5,
         use_baseline: bool = False,
+        gae_lambda: float = 1.0,
         normalize_returns: bool = True,
         reset_on_reward: bool = False,
         incomplete_episodes: str | None = None,
@@ -159,6 +165,7 @@ class VPG(ReliabilityMixin, OnPolicyAlgorithm):
             vf_coef=vf_coef,
             max_grad_norm=max_grad_norm,
             use_baseline=use_baseline,
+            gae_lambda=gae_lambda,
             incomplete_episodes=incomplete_episodes,
             n_critic_updates=n_critic_updates,
         )
@@ -168,7 +175,7 @@ class VPG(ReliabilityMixin, OnPolicyAlgorithm):
             learning_rate=learning_rate,
             n_steps=n_steps,
             gamma=gamma,
-            gae_lambda=1.0,  # unused: the returns are Monte-Carlo
+            gae_lambda=gae_lambda,  # stored as self.gae_lambda (saved with the model) and given to the buffer
             ent_coef=ent_coef,
             vf_coef=vf_coef,
             max_grad_norm=max_grad_norm,  # type: ignore[arg-type]
@@ -264,7 +271,7 @@ class VPG(ReliabilityMixin, OnPolicyAlgorithm):
         """
         One REINFORCE step on the rollout:
         ``loss = -mean(log pi(a|s) * w) - ent_coef * entropy (+ vf_coef * MSE(V(s), G))``,
-        ``w`` being ``G`` (or ``G - V(s)`` with a baseline), standardized over the samples that have a return.
+        ``w`` being ``G`` (or, with a baseline, ``G - V(s)`` or the GAE advantage), standardized over the samples that have a return.
         The gradients of the ``batch_size`` minibatches are accumulated, each weighted by its share of the
         samples, so the single optimizer step equals the full-batch step. With a baseline, ``n_critic_updates``
         passes of value regression on ``G`` follow, as in TRPO.
@@ -399,6 +406,7 @@ def _check_hyperparameters(
     vf_coef: float,
     max_grad_norm: float | None,
     use_baseline: bool,
+    gae_lambda: float,
     incomplete_episodes: str,
     n_critic_updates: int,
 ) -> None:
@@ -428,6 +436,7 @@ def _check_hyperparameters(
         raise ValueError(f"vf_coef must be >= 0, got {vf_coef}")
     if max_grad_norm is not None and not max_grad_norm > 0:
         raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm}")
+    check_gae_lambda(gae_lambda, use_baseline)
     check_incomplete_episodes(incomplete_episodes, use_baseline)
     if isinstance(n_critic_updates, bool) or not isinstance(n_critic_updates, int | np.integer) or n_critic_updates < 0:
         raise ValueError(f"n_critic_updates must be an integer >= 0, got {n_critic_updates!r}")

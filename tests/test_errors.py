@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.envs import IdentityEnv
@@ -144,3 +145,13 @@ def test_atari_ids_work_without_registering_them():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "(3, 210, 160)" in result.stdout
+
+
+def test_a_last_rollout_past_the_budget_reads_the_schedule_at_progress_zero():
+    # rl_zoo3's linear schedule is progress * initial value: below 0 when SB3's progress does (-1 here: 128 of 64
+    # steps); the overshooting rollout ends the budget, so it gets the schedule's final rate, 0, not -lr
+    model = VPG("MlpPolicy", "CartPole-v1", n_steps=128, learning_rate=lambda progress: progress * 1e-3, seed=0)
+    before = [parameter.detach().clone() for parameter in model.policy.parameters()]
+    model.learn(64)
+    assert model.logger.name_to_value["train/learning_rate"] == 0.0
+    assert all(th.equal(a, b) for a, b in zip(before, model.policy.parameters()))

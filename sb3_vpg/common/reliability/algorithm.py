@@ -36,7 +36,8 @@ class ReliabilityMixin:
       (:func:`~sb3_vpg.common.reliability.model_files.check_model_file`).
 
     - A learning-rate schedule that returns a negative or NaN value stops training with a ValueError at that update
-      (SB3 would apply it: gradient ascent, or NaN parameters).
+      (SB3 would apply it: gradient ascent, or NaN parameters). The schedule is read at progress 0, not below, on a
+      last rollout that overshoots ``total_timesteps``.
 
     :cvar model_file_keys: keys of a saved model's ``data`` that this algorithm writes and others do not (its own
         constructor arguments): ``load`` refuses a file without them as one saved by another algorithm
@@ -49,6 +50,9 @@ class ReliabilityMixin:
     def _update_learning_rate(self, optimizers: Any) -> None:
         # Overridden to refuse a schedule value that SB3 would apply as it is (a negative rate ascends the loss)
         algorithm: Any = self
+        # The last rollout may overshoot total_timesteps, where SB3's progress goes below 0 and a schedule such as
+        # rl_zoo3's linear one (progress * initial value) turns negative: that rollout ends the budget, progress 0
+        algorithm._current_progress_remaining = max(algorithm._current_progress_remaining, 0.0)
         learning_rate = algorithm.lr_schedule(algorithm._current_progress_remaining)
         if not learning_rate >= 0:  # False for NaN too
             raise ValueError(

@@ -33,6 +33,7 @@ def test_zoo_entry_of_another_version(algo, tmp_path):
     assert benchmark.zoo_entry_file("vpg", "HalfCheetah-v5", str(tmp_path)) == []  # vpg.yml has it
 
 
+@pytest.mark.slow
 def test_benchmark_runs_resumes_and_reports(tmp_path):
     command = [str(BENCHMARKS / "benchmark.py"), "run", "--env", "CartPole-v1", "--algo", "vpg,a2c", "--seeds", "0"]
     command += ["--steps", "4000", "--eval-freq", "2000", "--eval-episodes", "2", "--out", str(tmp_path)]
@@ -56,6 +57,7 @@ def test_report_lists_seeds_in_numeric_order(tmp_path):
     assert "| CartPole-v1 | vpg | 2 | 20 | 60.0 +- 40.0 | 30.0 +- 20.0 | 20, 100 |" in table
 
 
+@pytest.mark.slow
 def test_throughput_reports_ratios_and_a_profile(tmp_path):
     algos = "random,collect,a2c,vpg,vpg_multinomial,vpg_fresh_buffer,vpg_serial,vpg_before,vpg_graph"
     log = run_script(

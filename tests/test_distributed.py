@@ -22,6 +22,9 @@ import pytest
 from tests.postgres import PostgresServer
 from tests.test_zoo import load_config, subprocess_env
 
+# Subprocesses that train: part of the full suite, left out of the fast one (-m "not slow")
+pytestmark = pytest.mark.slow
+
 TrialState = optuna.trial.TrialState
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HOST = socket.gethostname()

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# Subprocesses that train: part of the full suite, left out of the fast one (-m "not slow")
+pytestmark = pytest.mark.slow
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 

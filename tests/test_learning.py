@@ -42,6 +42,7 @@ def test_identity(env_fn, n_timesteps, seed):
 CARTPOLE_SEEDS = [0, 1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", CARTPOLE_SEEDS)
 def test_cartpole_with_packaged_hyperparameters(seed):
     run, kwargs = load_hyperparams("CartPole-v1")

@@ -199,6 +199,7 @@ def test_packaged_entry_trains(env_id, module, tmp_path):
     assert (tmp_path / "logs" / "vpg" / f"{env_id}_1" / f"{env_id}.zip").is_file()
 
 
+@pytest.mark.slow
 def test_optimize_with_two_workers_sharing_a_journal_study(tmp_path):
     args = [
         "train", "--algo", "vpg", "--env", "CartPole-v1", "-optimize", "--n-trials", "2", "-n", "1000",

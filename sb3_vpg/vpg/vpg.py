@@ -271,7 +271,8 @@ class VPG(ReliabilityMixin, OnPolicyAlgorithm):
         """
         One REINFORCE step on the rollout:
         ``loss = -mean(log pi(a|s) * w) - ent_coef * entropy (+ vf_coef * MSE(V(s), G))``,
-        ``w`` being ``G`` (or, with a baseline, ``G - V(s)`` or the GAE advantage), standardized over the samples that have a return.
+        ``w`` being ``G`` (or, with a baseline, ``G - V(s)`` or the GAE advantage), standardized over the samples
+        that have a return.
         The gradients of the ``batch_size`` minibatches are accumulated, each weighted by its share of the
         samples, so the single optimizer step equals the full-batch step. With a baseline, ``n_critic_updates``
         passes of value regression on ``G`` follow, as in TRPO.

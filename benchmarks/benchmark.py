@@ -7,32 +7,54 @@ evaluation on a separate env (deterministic actions, except on Atari, as rl_zoo3
 ``vpg.yml``, A2C and PPO rl_zoo3's published hyperparameters; only the step budget (``-n``) is ours.
 
 - ``vpg``: the packaged entry as it is;
-- ``vpg_pure`` / ``vpg_baseline``: the same entry with ``use_baseline`` forced off / on.
+- ``vpg_pure`` / ``vpg_baseline``: the same entry with ``use_baseline`` forced off / on;
+- ``--algo ladder``: the ablation ladder (docs/guide/ladder.rst), ``reinforce``, ``reinforce_norm``,
+  ``reinforce_baseline``, ``vpg_gae``, ``actor_critic`` (the entry plus each rung's settings), ``a2c``, ``ppo``.
 
 ``report`` reads every ``evaluations.npz`` and writes ``curves.csv`` (one row per evaluation), ``summary.md``
 (final and area-under-curve returns, mean +- std over seeds) and one ``{env}.png`` per env (mean over seeds,
 with a band of one standard deviation).
 
+``run --storage URL`` shares one sweep among workers on any number of machines through a database (or, on one
+machine, a journal file ``path.log``): each worker queues the runs that no worker has done or is doing, takes them
+one at a time (each run is done once), trains them as above, and stores each run's evaluation curve in the
+storage, where ``report --storage URL`` reads it. The sweep is an Optuna study (``--study-name``), a run one trial;
+a run whose worker dies (its heartbeat stops) is queued again for another worker (:class:`StoredSweep`).
+
 Usage::
 
     python benchmarks/benchmark.py run --env CartPole-v1 --algo vpg,vpg_pure,a2c,ppo --seeds 0-4 --steps 100000
     python benchmarks/benchmark.py report
+    python benchmarks/benchmark.py run --env CartPole-v1 --algo ladder --seeds 0-4 --steps 100000 --out benchmarks/results/ladder
+
+    # on each machine, any number of workers; the report anywhere, also while they run
+    python benchmarks/benchmark.py run --storage postgresql+psycopg2://user@host/db --env CartPole-v1 --steps 100000
+    python benchmarks/benchmark.py report --storage postgresql+psycopg2://user@host/db
 """
 
 import argparse
+import contextlib
 import csv
+import dataclasses
+import functools
 import glob
 import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
+import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -41,9 +63,67 @@ ALGOS = {
     "vpg": ("vpg", []),
     "vpg_pure": ("vpg", ["use_baseline:False"]),
     "vpg_baseline": ("vpg", ["use_baseline:True"]),
+    # The ablation ladder (docs/guide/ladder.rst): each rung adds one ingredient to the one before it. The first
+    # three are Monte-Carlo: a sample whose episode the rollout does not see end is left out ("drop"), so the
+    # baseline rung adds the critic alone; Spinning Up's VPG then bootstraps the rollout's cut with V, as GAE does.
+    "reinforce": ("vpg", ["use_baseline:False", "normalize_returns:False", "incomplete_episodes:'drop'"]),
+    "reinforce_norm": ("vpg", ["use_baseline:False", "normalize_returns:True", "incomplete_episodes:'drop'"]),
+    "reinforce_baseline": (
+        "vpg",
+        ["use_baseline:True", "gae_lambda:1.0", "normalize_returns:True", "incomplete_episodes:'drop'"],
+    ),
+    "vpg_gae": (  # Spinning Up's VPG
+        "vpg",
+        ["use_baseline:True", "gae_lambda:0.97", "normalize_returns:True", "incomplete_episodes:'bootstrap'"],
+    ),
+    # A2C's update through VPG (tests/test_update.py checks it parameter for parameter): 5-step rollouts that bootstrap
+    # with V at every cut, one joint step, raw n-step advantages. It takes A2C's own step settings (8 envs, RMSprop,
+    # constant 7e-4, as rl_zoo3's A2C and SB3's defaults), not the entry's: the entries' rates are sized for one Adam
+    # step per thousands of samples (CartPole: lin_0.02 per 4000), not for a step every 40, so the rung measures the
+    # update with the step settings it was tuned with, and sits beside SB3's A2C with the same ones.
+    "actor_critic": (
+        "vpg",
+        [
+            "use_baseline:True",
+            "gae_lambda:1.0",
+            "normalize_returns:False",
+            "incomplete_episodes:'bootstrap'",
+            "n_critic_updates:0",
+            "n_steps:5",
+            "n_envs:8",
+            "batch_size:None",
+            "learning_rate:0.0007",
+            "policy_kwargs:dict(optimizer_class=th.optim.RMSprop,optimizer_kwargs=dict(alpha=0.99,eps=1e-5,weight_decay=0))",
+        ],
+    ),
     "a2c": ("a2c", []),
     "ppo": ("ppo", []),
 }
+
+#: ``--algo ladder``: the rungs in order, from pure REINFORCE to SB3's PPO
+LADDER = ["reinforce", "reinforce_norm", "reinforce_baseline", "vpg_gae", "actor_critic", "a2c", "ppo"]
+
+#: (env, algo) -> -params that env needs for that algo, after the algo's own
+ENV_PARAMS = {
+    # Monte-Carlo rungs learn only from episodes that end inside the rollout; these episodes last 1000 steps (4 envs
+    # keep 4000 samples per update, as vpg_pure's MuJoCo runs in RESULTS.md)
+    **{
+        (env, algo): ["n_envs:4", "n_steps:1000"]
+        for env in ("HalfCheetah-v5", "Hopper-v5")
+        for algo in ("reinforce", "reinforce_norm", "reinforce_baseline")
+    },
+}
+
+
+def expand_algos(text: str) -> list[str]:
+    """``"ladder,vpg"`` -> the ladder's rungs, then ``vpg``."""
+    return [name for algo in text.split(",") for name in (LADDER if algo == "ladder" else [algo])]
+
+
+def zoo_params(env: str, algo: str, extra: list[str] | None = None) -> tuple[str, list[str]]:
+    """The rl_zoo3 algo and ``-params`` of a run: the algo's, the env's for that algo (:data:`ENV_PARAMS`), ``extra``."""
+    zoo_algo, params = ALGOS[algo]
+    return zoo_algo, params + ENV_PARAMS.get((env, algo), []) + list(extra or [])
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -88,11 +168,20 @@ def zoo_entry_file(zoo_algo: str, env: str, folder: str) -> list[str]:
     return ["--conf-file", path]
 
 
+def die_with_parent() -> None:
+    """In a training process before it starts: a SIGKILL when its worker dies (Linux), so that a killed worker leaves no
+    run training on unrecorded beside the worker that takes the run again."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def train_one(args: argparse.Namespace, env: str, algo: str, seed: int) -> tuple[str, float, int]:
     """One zoo training run; returns (run dir, seconds, exit code). A ``done.json`` marks it finished."""
     folder = run_dir(args.out, env, algo + args.tag, seed)
-    zoo_algo, params = ALGOS[algo]
-    params = params + args.params
+    zoo_algo, params = zoo_params(env, algo, args.params)
     os.makedirs(folder, exist_ok=True)
     command = [sys.executable, "-m", "sb3_vpg.zoo", "train", "--algo", zoo_algo, "--env", env, "--seed", str(seed)]
     command += zoo_entry_file(zoo_algo, env, folder)
@@ -103,7 +192,9 @@ def train_one(args: argparse.Namespace, env: str, algo: str, seed: int) -> tuple
         shutil.rmtree(stale)
     start = time.perf_counter()
     with open(os.path.join(folder, "train.log"), "w") as log:
-        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+        code = subprocess.run(
+            command, stdout=log, stderr=subprocess.STDOUT, check=False, preexec_fn=die_with_parent
+        ).returncode
     seconds = time.perf_counter() - start
     if code == 0:
         with open(os.path.join(folder, "done.json"), "w") as file:
@@ -111,17 +202,26 @@ def train_one(args: argparse.Namespace, env: str, algo: str, seed: int) -> tuple
     return folder, seconds, code
 
 
+def sweep_runs(args: argparse.Namespace) -> list[tuple[str, str, int]]:
+    """The (env, algo, seed) runs of ``--env``, ``--algo`` and ``--seeds``, in order."""
+    runs = list(itertools.product(args.env.split(","), expand_algos(args.algo), parse_seeds(args.seeds)))
+    unknown = {algo for _, algo, _ in runs} - set(ALGOS)
+    if unknown:
+        sys.exit(f"unknown --algo {sorted(unknown)}; choose from {sorted(ALGOS)}")
+    return runs
+
+
 def run(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    if args.storage:
+        run_stored(args, sweep_runs(args))
+        return
     jobs = [
         (env, algo, seed)
-        for env, algo, seed in itertools.product(args.env.split(","), args.algo.split(","), parse_seeds(args.seeds))
+        for env, algo, seed in sweep_runs(args)
         if not os.path.exists(os.path.join(run_dir(args.out, env, algo + args.tag, seed), "done.json"))
     ]
-    unknown = {algo for _, algo, _ in jobs} - set(ALGOS)
-    if unknown:
-        sys.exit(f"unknown --algo {sorted(unknown)}; choose from {sorted(ALGOS)}")
     print(f"{len(jobs)} runs to do (finished ones are skipped), {args.jobs} at a time", flush=True)
     failed = []
     with ThreadPoolExecutor(args.jobs) as pool, tqdm(total=len(jobs), unit="run") as bar:
@@ -136,17 +236,363 @@ def run(args: argparse.Namespace) -> None:
         sys.exit("failed runs:\n" + "\n".join(failed))
 
 
-def load_curves(out: str) -> dict[tuple[str, str], dict[int, tuple[np.ndarray, np.ndarray]]]:
+# Sweeps shared through a storage (run --storage, report --storage)
+
+#: The Optuna study that holds a sweep in ``--storage``, unless ``--study-name`` names another
+STUDY_NAME = "benchmark"
+#: ``--retry-failed-trials`` of ``run --storage``: how many times a run whose worker died is queued again
+RETRIES = 3
+#: The longest pause of a worker that waits for other workers' runs (one of them may die and come back to the queue)
+POLL_SECONDS = 10.0
+#: The settings every run of a stored sweep shares: its table and curves compare runs of one budget
+SWEEP_SETTINGS = ("steps", "eval_freq", "eval_episodes")
+#: The trial states of a run that a worker runs or will run
+LIVE = (TrialState.WAITING, TrialState.RUNNING)
+#: The user attributes that say which run a trial is
+RUN_ATTRS = ("env", "algo", "seed", "params")
+
+RunKey = tuple[str, str, int]  # (env, algo with --tag, seed), as the run's folder names it
+Curves = dict[tuple[str, str], dict[int, tuple[np.ndarray, np.ndarray]]]  # (env, algo) -> seed -> (timesteps, returns)
+
+
+def run_key(trial: FrozenTrial) -> RunKey | None:
+    """The run that a trial of a stored sweep is (None for a trial that is no run, as tuning's trials)."""
+    attrs = trial.user_attrs
+    return (attrs["env"], attrs["algo"], attrs["seed"]) if {"env", "algo", "seed"} <= attrs.keys() else None
+
+
+def _timed(method):
+    """Add the time of each call of a :class:`StoredSweep` method to its ``seconds`` (the time in storage calls)."""
+
+    @functools.wraps(method)
+    def timed(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    return timed
+
+
+class StoredSweep:
+    """
+    The runs of one sweep as the trials of one Optuna study, handed out to the workers that share its storage.
+
+    A run is a trial with the user attributes ``env``, ``algo`` (with ``--tag``), ``seed`` and ``params`` (its
+    ``-params``). A worker queues the runs of its sweep that no trial waits for, runs or has completed
+    (:meth:`enqueue`), then takes them one at a time (:meth:`claim`): the storage turns a ``WAITING`` trial
+    ``RUNNING`` for one worker only (a locked row on a database, the journal's order in a file). Two workers that
+    start together may both queue a run: the run's lowest-numbered waiting or running trial is the one that runs,
+    and a later copy ends as ``FAIL`` with the user attribute ``duplicate_of`` as soon as a worker takes it.
+
+    A running run records a heartbeat (a database storage with ``heartbeat_interval``): a run whose heartbeat
+    stops for the storage's grace period, its worker dead, is marked ``FAIL`` by the next worker that looks
+    (:meth:`fail_stale`), and the storage's retry callback queues it again with its attributes.
+
+    :param storage: the sweep's storage (with the study ``study_name`` in it)
+    :param study_name: the sweep's study
+    :param worker: the name this worker's runs record (user attribute ``worker``)
+    """
+
+    def __init__(self, storage: optuna.storages.BaseStorage, study_name: str, worker: str):
+        self.storage = storage
+        self.study = optuna.load_study(study_name=study_name, storage=storage)
+        self.study_id = storage.get_study_id_from_name(study_name)
+        self.worker = worker
+        #: Seconds spent in this object's storage calls, heartbeats included
+        self.seconds = 0.0
+        self._trial_ids: dict[int, int] = {}
+
+    @property
+    def heartbeat_interval(self) -> int | None:
+        """Seconds between two heartbeats of a running run; None where the storage has no heartbeat."""
+        if isinstance(self.storage, optuna.storages.RDBStorage):
+            return self.storage.get_heartbeat_interval()
+        return None
+
+    def trials(self, *states: TrialState) -> list[FrozenTrial]:
+        """The study's trials (in these states)."""
+        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states or None)
+
+    def _trial_id(self, trial: FrozenTrial) -> int:
+        if trial.number not in self._trial_ids:
+            self._trial_ids[trial.number] = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+        return self._trial_ids[trial.number]
+
+    @_timed
+    def enqueue(self, runs: dict[RunKey, list[str]]) -> list[RunKey]:
+        """
+        Queue the runs that no trial waits for, runs or has completed (a failed run is queued again).
+
+        :param runs: each run of this worker's sweep, and its ``-params``, which a trial of the run must share
+        :return: the runs queued
+        """
+        held = {run_key(trial): trial for trial in self.trials(TrialState.COMPLETE, *LIVE)}
+        for key, trial in held.items():
+            if key in runs and trial.user_attrs.get("params") != runs[key]:
+                sys.exit(
+                    f"--params: run {'/'.join(map(str, key))} of the sweep {self.study.study_name!r} runs with "
+                    f"-params {trial.user_attrs.get('params')}, this worker's with {runs[key]}: give this variant "
+                    "another --tag, or the sweep another --study-name"
+                )
+        queued = [key for key in runs if key not in held]
+        for env, algo, seed in queued:
+            self.study.enqueue_trial({}, user_attrs={"env": env, "algo": algo, "seed": seed, "params": runs[env, algo, seed]})
+        return queued
+
+    @_timed
+    def claim(self, runs: dict[RunKey, object]) -> FrozenTrial | None:
+        """A waiting run of ``runs`` that this worker now holds (its trial ``RUNNING``, with a first heartbeat),
+        or None when none is waiting."""
+        for trial in sorted(self.trials(TrialState.WAITING), key=lambda trial: trial.number):
+            if run_key(trial) not in runs:
+                continue
+            trial_id = self._trial_id(trial)
+            try:
+                if not self.storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                    continue  # another worker took it first
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            if self.heartbeat_interval:
+                self.storage.record_heartbeat(trial_id)  # a held run without a heartbeat would never go stale
+            self.storage.set_trial_user_attr(trial_id, "worker", self.worker)
+            winner = self._duplicate_of(trial)
+            if winner is None:
+                return self.storage.get_trial(trial_id)
+            self.storage.set_trial_user_attr(trial_id, "duplicate_of", winner)
+            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        return None
+
+    def _duplicate_of(self, trial: FrozenTrial) -> int | None:
+        """The number of the trial of the same run that runs instead of ``trial``: a complete one, or a waiting or
+        running one with a lower number (None when ``trial`` is the one)."""
+        for other in self.trials(TrialState.COMPLETE, *LIVE):
+            same_run = other.number != trial.number and run_key(other) == run_key(trial)
+            if same_run and (other.state == TrialState.COMPLETE or other.number < trial.number):
+                return other.number
+        return None
+
+    @_timed
+    def active(self, runs: dict[RunKey, object]) -> bool:
+        """Whether a run of ``runs`` waits or runs (in another worker, for a worker that found none to claim)."""
+        return any(run_key(trial) in runs for trial in self.trials(*LIVE))
+
+    @_timed
+    def fail_stale(self) -> None:
+        """Mark ``FAIL`` the runs of dead workers (their heartbeat stopped), which the retry callback queues again."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # Optuna calls it experimental
+            optuna.storages.fail_stale_trials(self.study)
+
+    @contextlib.contextmanager
+    def heartbeat(self, trial: FrozenTrial) -> Iterator[None]:
+        """Record the run's heartbeat every :attr:`heartbeat_interval` seconds, from a thread, while the block runs."""
+        interval = self.heartbeat_interval
+        if not interval:
+            yield
+            return
+        import sqlalchemy
+
+        trial_id, stop, seconds = self._trial_id(trial), threading.Event(), [0.0]
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                start = time.perf_counter()
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except sqlalchemy.exc.SQLAlchemyError as error:  # the database may be back before the grace period ends
+                    print(f"{self.worker}: a heartbeat failed: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+                seconds[0] += time.perf_counter() - start
+
+        thread = threading.Thread(target=beat, name=f"heartbeat of trial {trial.number}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self.seconds += seconds[0]
+
+    @_timed
+    def finish(self, trial: FrozenTrial, curve: tuple[np.ndarray, np.ndarray] | None, attrs: dict, ok: bool) -> bool:
+        """
+        Store a run's result: ``COMPLETE`` with its evaluation curve (user attributes ``timesteps`` and
+        ``eval_returns``, the final mean evaluation return as the trial's value), or ``FAIL``.
+
+        :param trial: the run, held by this worker
+        :param curve: the timesteps and mean evaluation returns (None without evaluations)
+        :param attrs: more user attributes to record (the run's seconds, exit code, ...)
+        :param ok: whether the run finished
+        :return: False when another worker failed the run as dead meanwhile (this worker stalled past the grace
+            period): the retry is the run now, and this result is dropped
+        """
+        trial_id = self._trial_id(trial)
+        if curve is not None:
+            attrs = {**attrs, "timesteps": curve[0].tolist(), "eval_returns": curve[1].tolist()}
+        try:
+            for name, value in attrs.items():
+                self.storage.set_trial_user_attr(trial_id, name, value)
+            values = [float(curve[1][-1])] if ok and curve is not None and len(curve[1]) else None
+            self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE if ok else TrialState.FAIL, values)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        return True
+
+    @_timed
+    def release(self, trial: FrozenTrial) -> None:
+        """Give back a run this worker stops in the middle of (an interrupt): ``FAIL``, and queued again."""
+        self.storage.set_trial_state_values(self._trial_id(trial), TrialState.FAIL)
+        self.study.enqueue_trial({}, user_attrs={name: trial.user_attrs[name] for name in RUN_ATTRS})
+
+
+def read_evaluations(folder: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(timesteps, mean evaluation return) of the run in ``folder``, from the zoo's ``evaluations.npz``; None
+    without one."""
+    found = glob.glob(os.path.join(folder, "*", "*", "evaluations.npz"))
+    if not found:
+        return None
+    data = np.load(found[0])
+    return data["timesteps"], data["results"].mean(axis=1)
+
+
+def work(args: argparse.Namespace, sweep: StoredSweep, runs: dict[RunKey, tuple[str, str, int]]) -> list[str]:
+    """
+    One worker's loop: take a run of ``runs`` from the sweep, train it, store its result, until none is left.
+    While another worker's run goes on it waits, since that worker may die and its run come back to the queue.
+
+    :param runs: the sweep's runs this worker may take -> their (env, algo, seed) for :func:`train_one`
+    :return: the runs that failed
+    """
+    failed = []
+    while True:
+        start = sweep.seconds
+        sweep.fail_stale()
+        trial = sweep.claim(runs)
+        if trial is None:
+            if not (sweep.heartbeat_interval and sweep.active(runs)):  # without a heartbeat nothing comes back
+                return failed
+            time.sleep(min(POLL_SECONDS, sweep.heartbeat_interval))
+            continue
+        key = run_key(trial)
+        name = f"{key[0]}/{key[1]}/seed{key[2]}"
+        print(f"{sweep.worker}: {name} starts (trial {trial.number})", flush=True)
+        try:
+            with sweep.heartbeat(trial):
+                folder, seconds, code = train_one(args, *runs[key])
+        except BaseException:
+            with contextlib.suppress(Exception):  # the storage may be what failed
+                sweep.release(trial)
+            raise
+        attrs = {"seconds": seconds, "exit_code": code, "storage_seconds": sweep.seconds - start}
+        stored = sweep.finish(trial, read_evaluations(folder) if code == 0 else None, attrs, ok=code == 0)
+        outcome = "done" if code == 0 else f"failed (exit {code}, see {folder}/train.log)"
+        if not stored:
+            outcome = "dropped: another worker took this run as dead (see --heartbeat-grace-period) and runs it again"
+        elif code != 0:
+            failed.append(f"{folder} (exit {code}, see train.log)")
+        storage_ms = 1000 * (sweep.seconds - start)
+        print(f"{sweep.worker}: {name} {outcome} in {seconds:.1f} s; storage calls {storage_ms:.0f} ms", flush=True)
+
+
+def storage_options(args: argparse.Namespace):
+    """
+    The storage flags as ``sb3_vpg.zoo.distributed.StorageOptions``, read and checked as ``python -m sb3_vpg.zoo train``
+    reads them (a message names a bad flag). ``run`` queues a dead worker's run again :data:`RETRIES` times unless
+    ``--retry-failed-trials`` says otherwise.
+    """
+    from sb3_vpg.zoo import distributed
+
+    flags = ["--storage", args.storage, "--study-name", args.study_name]
+    for name in ("heartbeat_interval", "heartbeat_grace_period", "retry_failed_trials", "storage_timeout"):
+        if getattr(args, name, None) is not None:
+            flags += ["--" + name.replace("_", "-"), str(getattr(args, name))]
+    options = distributed.split_args(flags)[1]
+    if args.command == "run" and args.retry_failed_trials is None and not options.journal and options.heartbeat_interval:
+        options = dataclasses.replace(options, retry_failed_trials=RETRIES)
+    return options
+
+
+@contextlib.contextmanager
+def storage_errors(options) -> Iterator[None]:
+    """A storage that does not answer ends the worker or the report with a message naming it, not a traceback."""
+    from sb3_vpg.zoo import distributed
+
+    try:
+        yield
+    except Exception as error:
+        lost = distributed.storage_error(error)
+        if lost is None:
+            raise
+        raise distributed.lost_storage(options, lost) from error
+
+
+def run_stored(args: argparse.Namespace, runs: list[tuple[str, str, int]]) -> None:
+    """``run --storage``: this worker's share of the sweep, ``--jobs`` runs at a time (see :class:`StoredSweep`)."""
+    from sb3_vpg.zoo import distributed
+
+    options = storage_options(args)
+    where = f"the sweep {options.study_name!r} in --storage {distributed.describe(options.storage)}"
+    planned = {(env, algo + args.tag, seed): (env, algo, seed) for env, algo, seed in runs}
+    settings = {name: getattr(args, name) for name in SWEEP_SETTINGS}
+    command = " ".join(distributed.describe(arg) if arg == options.storage else arg for arg in sys.argv)
+    with storage_errors(options):
+        storage = distributed.open_storage(options, study_attrs=lambda: {"command": command, **settings})
+        names = [distributed.WORKER] if args.jobs == 1 else [f"{distributed.WORKER}/{index}" for index in range(args.jobs)]
+        sweeps = [StoredSweep(storage, options.study_name, name) for name in names]
+        for name, value in settings.items():
+            stored = sweeps[0].study.user_attrs.get(name, value)
+            if stored != value:
+                flag = "--" + name.replace("_", "-")
+                sys.exit(f"{flag} {value}: {where} runs with {flag} {stored}; give this sweep another --study-name")
+        queued = sweeps[0].enqueue({key: zoo_params(env, algo, args.params)[1] for key, (env, algo, _) in planned.items()})
+        print(f"{len(planned)} runs in {where}, {len(queued)} queued now; {args.jobs} at a time here", flush=True)
+        if args.jobs == 1:
+            failed = work(args, sweeps[0], planned)  # in the main thread, where an interrupt gives the run back
+        else:
+            with ThreadPoolExecutor(args.jobs) as pool:
+                failed = [run for done in pool.map(lambda sweep: work(args, sweep, planned), sweeps) for run in done]
+    if failed:
+        sys.exit("failed runs:\n" + "\n".join(failed))
+
+
+def read_stored_sweep(args: argparse.Namespace) -> list[FrozenTrial]:
+    """The trials of ``report --storage``'s sweep, read without touching the workers' runs."""
+    from sb3_vpg.zoo import distributed
+
+    options = dataclasses.replace(storage_options(args), heartbeat_interval=0)
+    where = distributed.describe(options.storage)
+    if options.journal and not os.path.isfile(options.storage):
+        sys.exit(f"--storage {options.storage}: no such journal file")
+    with storage_errors(options):
+        storage = distributed.open_storage(options, create_study=False)
+        try:
+            return optuna.load_study(study_name=options.study_name, storage=storage).get_trials(deepcopy=False)
+        except KeyError:
+            names = ", ".join(repr(name) for name in optuna.get_all_study_names(storage)) or "none"
+            sys.exit(f"--study-name {options.study_name!r}: no such sweep in {where} (it has: {names})")
+
+
+def load_stored_curves(trials: list[FrozenTrial]) -> Curves:
+    """:func:`load_curves` for a stored sweep: the curves of its complete runs (not those still waiting or running)."""
+    curves: Curves = defaultdict(dict)
+    for trial in trials:
+        key = run_key(trial)
+        if trial.state == TrialState.COMPLETE and key is not None and trial.user_attrs.get("timesteps"):
+            env, algo, seed = key
+            curves[(env, algo)][seed] = (np.array(trial.user_attrs["timesteps"]), np.array(trial.user_attrs["eval_returns"]))
+    return curves
+
+
+def load_curves(out: str) -> Curves:
     """(env, algo) -> seed -> (timesteps, mean evaluation return), for every finished run."""
-    curves: dict[tuple[str, str], dict[int, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
+    curves: Curves = defaultdict(dict)
     for done in sorted(glob.glob(os.path.join(out, "runs", "*", "*", "seed*", "done.json"))):
         folder = os.path.dirname(done)
         env, algo, seed = folder.split(os.sep)[-3], folder.split(os.sep)[-2], int(folder.split(os.sep)[-1][4:])
-        found = glob.glob(os.path.join(folder, "*", "*", "evaluations.npz"))
-        if not found:
-            continue
-        data = np.load(found[0])
-        curves[(env, algo)][seed] = (data["timesteps"], data["results"].mean(axis=1))
+        curve = read_evaluations(folder)
+        if curve is not None:
+            curves[(env, algo)][seed] = curve
     return curves
 
 
@@ -157,15 +603,25 @@ def _algo_order(name: str) -> tuple[int, str]:
 
 
 def report(args: argparse.Namespace) -> None:
+    if args.storage:
+        curves, source = load_stored_curves(read_stored_sweep(args)), f"the sweep {args.study_name!r} in --storage"
+    else:
+        curves, source = load_curves(args.out), f"{args.out}/runs"
+    if not curves:
+        sys.exit(f"no finished run in {source}")
+    write_report(curves, args.out)
+
+
+def write_report(curves: Curves, out: str) -> None:
+    """``curves.csv``, ``summary.md`` (printed too) and ``{env}.png`` in ``out``, from (env, algo) -> seed ->
+    (timesteps, mean evaluation return)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = load_curves(args.out)
-    if not curves:
-        sys.exit(f"no finished run under {args.out}/runs")
-    with open(os.path.join(args.out, "curves.csv"), "w", newline="") as file:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "curves.csv"), "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["env", "algo", "seed", "timesteps", "mean_eval_return"])
         for (env, algo), seeds in sorted(curves.items()):
@@ -199,9 +655,9 @@ def report(args: argparse.Namespace) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(os.path.join(args.out, f"{env}.png"), dpi=110)
+        fig.savefig(os.path.join(out, f"{env}.png"), dpi=110)
         plt.close(fig)
-    with open(os.path.join(args.out, "summary.md"), "w") as file:
+    with open(os.path.join(out, "summary.md"), "w") as file:
         file.write("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -211,7 +667,7 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("run", help="train the runs that have not finished")
     train.add_argument("--env", required=True, help="comma-separated env ids")
-    train.add_argument("--algo", default="vpg,vpg_pure,a2c,ppo", help=f"comma-separated, from {', '.join(ALGOS)}")
+    train.add_argument("--algo", default="vpg,vpg_pure,a2c,ppo", help=f"comma-separated, from {', '.join(ALGOS)}, ladder")
     train.add_argument("--seeds", default="0-4", help='"0-4" or "0,1,2"')
     train.add_argument("--steps", type=int, required=True, help="step budget of every run")
     train.add_argument("--eval-freq", type=int, default=10_000, help="steps between evaluations")
@@ -224,6 +680,12 @@ def main() -> None:
     summary = commands.add_parser("report", help="CSV, table and plots of the finished runs")
     for sub in (train, summary):
         sub.add_argument("--out", default=OUT, help="results folder")
+        sub.add_argument("--storage", help="database URL or journal file (.log) of a sweep shared by workers")
+        sub.add_argument("--study-name", default=STUDY_NAME, help="the sweep's name in --storage")
+        sub.add_argument("--storage-timeout", type=float, help="connection timeout of a database storage (default 10 s)")
+    train.add_argument("--heartbeat-interval", type=int, help="seconds between heartbeats of a running run (default 60)")
+    train.add_argument("--heartbeat-grace-period", type=int, help="a run without heartbeat that long is redone (default 2x)")
+    train.add_argument("--retry-failed-trials", type=int, help=f"redo a dead worker's run up to N times (default {RETRIES})")
     args = parser.parse_args()
     run(args) if args.command == "run" else report(args)
 

@@ -9,6 +9,10 @@ the rounds and its ratio to A2C. Two limits are measured in the same rounds:
   nothing, with VPG's ``n_steps``), the bound for an algorithm that updates once per rollout;
 - ``random``: the VecEnv alone, stepped with random actions.
 
+CPU: the CPU time of each round (the process's threads and its ``SubprocVecEnv`` workers, through ``psutil``) per env
+step, and the steps/s that this CPU time allows on all the machine's cores (``CPU bound``): a contender at its
+CPU bound has no idle core left, so no engine or overlap can make it faster on this machine.
+
 Peak memory: process RSS (CPU) and ``torch.cuda.max_memory_allocated`` per contender (GPU), and with
 ``--update-memory`` the GPU memory of one VPG update on a ``16 x 1024`` CnnPolicy rollout for several
 ``batch_size`` values.
@@ -135,6 +139,21 @@ def check_sampler(model: VPG, draws: int = 1000) -> str:
 
 #: The VecEnv engine of each case when a contender names none (``vpg`` = ``vpg@subproc`` on Pong).
 DEFAULT_ENGINE = {"cartpole": "dummy", "pong": "subproc", "pong-source": "subproc"}
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process's threads and of its live child processes (the env workers)."""
+    import psutil
+
+    process = psutil.Process()
+    total = 0.0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:  # a worker that exited during the round
+            continue
+        total += times.user + times.system
+    return total
 
 
 def make_env(case: str, n_envs: int, seed: int, engine: str) -> VecEnv:
@@ -371,6 +390,7 @@ def main() -> None:
         if isinstance(model, VPG) and isinstance(model.action_space, spaces.Discrete):
             print(f"{name} sampler check: {check_sampler(model)}", flush=True)
     results: dict[str, list[float]] = {name: [] for name in names}
+    cpu_per_step: dict[str, list[float]] = {name: [] for name in names}
     peak_gpu: dict[str, float] = {}
     rows = []
     for round_ in range(args.rounds):
@@ -378,15 +398,19 @@ def main() -> None:
             if cuda:
                 th.cuda.synchronize()
                 th.cuda.reset_peak_memory_stats()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), cpu_seconds()
             model.learn(steps, reset_num_timesteps=True)
             if cuda:
                 th.cuda.synchronize()
                 peak_gpu[name] = th.cuda.max_memory_allocated() / 2**20
             elapsed = time.perf_counter() - start
+            cpu_us = 1e6 * (cpu_seconds() - start_cpu) / model.num_timesteps
             rate = model.num_timesteps / elapsed
             results[name].append(rate)
-            rows.append({"round": round_, "algo": name, "steps": model.num_timesteps, "seconds": elapsed, "steps_per_s": rate})
+            cpu_per_step[name].append(cpu_us)
+            rows.append(
+                {"round": round_, "algo": name, "steps": model.num_timesteps, "seconds": elapsed, "steps_per_s": rate, "cpu_us_per_step": cpu_us}
+            )
             print(
                 f"round {round_} {name:>12}: {model.num_timesteps} steps in {elapsed:6.2f} s = {rate:8.0f} steps/s", flush=True
             )
@@ -402,10 +426,10 @@ def main() -> None:
         f"\nPeak process RSS (all contenders in one process): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB\n"
     )
     print(
-        "| algo | steps/s (median) | min-max | vs A2C | vs collection bound | vs random actions |"
+        "| algo | steps/s (median) | min-max | vs A2C | vs collection bound | vs random actions | CPU us/step | CPU bound |"
         + (" GPU peak MiB |" if cuda else "")
     )
-    print("|---|---|---|---|---|---|" + ("---|" if cuda else ""))
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if cuda else ""))
     for name in names:
         rates = results[name]
         cells = [
@@ -415,6 +439,8 @@ def main() -> None:
             f"{median[name] / reference:.2f}x" if reference else "",
             f"{median[name] / bound:.2f}x" if bound else "",
             f"{median[name] / median[random_name[engines[name]]]:.2f}x" if engines[name] in random_name else "",
+            f"{statistics.median(cpu_per_step[name]):.0f}",
+            f"{(os.cpu_count() or 1) * 1e6 / statistics.median(cpu_per_step[name]):.0f}",
         ]
         if cuda:
             cells.append(f"{peak_gpu.get(name, 0):.0f}")

@@ -3,6 +3,7 @@
 import csv
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +97,20 @@ def test_throughput_reports_ratios_and_a_profile(tmp_path):
     # VPG copies the observations into the buffer during the env step; SB3's loop (vpg_serial, vpg_before) after it
     assert profile["vpg"]["obs to buffer (in env step)"] > 0
     assert profile["vpg_serial"]["obs to buffer (in env step)"] == profile["vpg_before"]["obs to buffer (in env step)"] == 0
+
+
+def test_throughput_cpu_time_counts_the_env_workers():
+    # a SubprocVecEnv's CPU time is in its worker processes: the CPU bound must count them while they live
+    import throughput
+
+    start = throughput.cpu_seconds()
+    burn = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\ntime.sleep(30)"
+    worker = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        deadline = time.monotonic() + 20
+        while throughput.cpu_seconds() - start < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert throughput.cpu_seconds() - start >= 0.5
+    finally:
+        worker.kill()
+        worker.wait()

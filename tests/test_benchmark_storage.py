@@ -1,0 +1,316 @@
+"""
+Benchmark sweeps shared through a storage: ``benchmarks/benchmark.py run --storage URL`` workers against a real
+PostgreSQL server (the ``postgres_server`` fixture), ``report --storage URL`` while they run, and the claim logic
+of ``StoredSweep`` on SQLite files.
+
+As in test_zoo.py, this process never imports rl_zoo3 (nor sb3_vpg.zoo, which imports it): the workers and the
+reports are subprocesses, and the storage is read here with Optuna alone.
+"""
+
+import csv
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from tests.test_benchmarks import BENCHMARKS, benchmark
+from tests.test_distributed import wait_for
+from tests.test_zoo import subprocess_env
+
+TrialState = optuna.trial.TrialState
+HOST = socket.gethostname()
+#: A tiny sweep: each run is a zoo subprocess with two evaluations
+TINY = ["--env", "CartPole-v1", "--algo", "vpg", "--steps", "2000", "--eval-freq", "1000", "--eval-episodes", "2"]
+
+
+def key(seed: int) -> tuple[str, str, int]:
+    return ("CartPole-v1", "vpg", seed)
+
+
+# The claim logic, on SQLite files: each StoredSweep on its own storage object, as in separate worker processes
+
+
+def sqlite_storage(path: Path, **heartbeat) -> optuna.storages.RDBStorage:
+    return optuna.storages.RDBStorage(f"sqlite:///{path}", **heartbeat)
+
+
+def new_sweep(storage, worker: str = "a") -> "benchmark.StoredSweep":
+    optuna.create_study(storage=storage, study_name="sweep", direction="maximize", load_if_exists=True)
+    return benchmark.StoredSweep(storage, "sweep", worker)
+
+
+def test_two_workers_claim_each_run_once(tmp_path):
+    runs = {key(seed): [] for seed in range(3)}
+    first, second = new_sweep(sqlite_storage(tmp_path / "s.db"), "a"), new_sweep(sqlite_storage(tmp_path / "s.db"), "b")
+    assert first.enqueue(runs) == list(runs)
+    assert second.enqueue(runs) == []  # the second worker finds them queued
+    claimed = []
+    for sweep in (first, second, first, second):
+        trial = sweep.claim(runs)
+        if trial is not None:
+            assert trial.state == TrialState.RUNNING and trial.user_attrs["worker"] == sweep.worker
+            claimed.append(benchmark.run_key(trial))
+    assert sorted(claimed) == sorted(runs)
+    assert first.active(runs) and second.claim(runs) is None  # all taken, still running
+    for trial in first.trials(TrialState.RUNNING):
+        curve = (np.array([1000, 2000]), np.array([20.0, 30.0 + trial.number]))
+        assert first.finish(trial, curve, {"seconds": 1.0}, ok=True)
+    assert not second.active(runs)
+    complete = second.trials(TrialState.COMPLETE)
+    assert sorted(trial.value for trial in complete) == [30.0, 31.0, 32.0]
+    assert complete[0].user_attrs["timesteps"] == [1000, 2000]
+    assert second.enqueue(runs) == []  # a later worker of the same sweep has nothing to do
+    assert first.seconds > 0 and second.seconds > 0  # the time in storage calls is counted
+
+
+def test_a_run_queued_twice_runs_once(tmp_path):
+    # Two workers that start together can both queue a run: the lower-numbered trial is the run
+    first, second = new_sweep(sqlite_storage(tmp_path / "s.db"), "a"), new_sweep(sqlite_storage(tmp_path / "s.db"), "b")
+    runs = {key(0): []}
+    assert first.enqueue(runs) == [key(0)]
+    second.study.enqueue_trial({}, user_attrs={"env": "CartPole-v1", "algo": "vpg", "seed": 0, "params": []})
+    assert first.claim(runs).number == 0
+    assert second.claim(runs) is None  # it took trial 1, a copy of the run that trial 0 runs
+    copy = second.storage.get_all_trials(second.study_id)[1]
+    assert copy.state == TrialState.FAIL and copy.user_attrs["duplicate_of"] == 0
+    # A run that failed is queued again by the next worker; a copy of a complete run does not run
+    first.finish(first.trials(TrialState.RUNNING)[0], None, {"exit_code": 1}, ok=False)
+    assert second.enqueue(runs) == [key(0)]
+    done = second.claim(runs)
+    assert done.number == 2 and second.finish(done, (np.array([10]), np.array([5.0])), {}, ok=True)
+    second.study.enqueue_trial({}, user_attrs={"env": "CartPole-v1", "algo": "vpg", "seed": 0, "params": []})
+    assert first.claim(runs) is None and first.trials()[-1].user_attrs["duplicate_of"] == 2
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # Optuna's heartbeat and retry
+def test_a_dead_workers_run_is_queued_again(tmp_path):
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+    heartbeat = {"heartbeat_interval": 1, "grace_period": 2, "heartbeat_stale_trial_callback": retry}
+    dead = new_sweep(sqlite_storage(tmp_path / "s.db", **heartbeat), "dead")
+    alive = new_sweep(sqlite_storage(tmp_path / "s.db", **heartbeat), "alive")
+    runs = {key(0): ["ent_coef:0.01"]}
+    dead.enqueue(runs)
+    held = dead.claim(runs)  # then its worker dies: no more heartbeats
+    alive.fail_stale()
+    assert alive.claim(runs) is None and alive.active(runs)  # not stale yet: the other worker waits
+    time.sleep(3)
+    alive.fail_stale()
+    assert {trial.number: trial.state for trial in alive.trials()}[held.number] == TrialState.FAIL
+    again = alive.claim(runs)
+    assert again.number != held.number and benchmark.run_key(again) == key(0)
+    assert again.user_attrs["params"] == ["ent_coef:0.01"] and again.user_attrs["worker"] == "alive"
+    # The "dead" worker was only stalled: its late result is dropped, the retry is the run
+    assert not dead.finish(held, (np.array([10]), np.array([1.0])), {}, ok=True)
+
+
+def test_a_run_keeps_its_params(tmp_path):
+    sweep = new_sweep(sqlite_storage(tmp_path / "s.db"))
+    sweep.enqueue({key(0): []})
+    with pytest.raises(SystemExit, match=r"--params: run CartPole-v1/vpg/0 of the sweep 'sweep' runs with -params \[\]"):
+        sweep.enqueue({key(0): ["ent_coef:0.01"]})
+
+
+def test_stored_curves_leave_out_unfinished_runs(tmp_path):
+    def trial(state, seed, final):
+        attrs = {"env": "CartPole-v1", "algo": "vpg", "seed": seed, "timesteps": [10, 20], "eval_returns": [0.0, final]}
+        return optuna.trial.create_trial(state=state, value=final if state == TrialState.COMPLETE else None, user_attrs=attrs)
+
+    trials = [trial(TrialState.COMPLETE, 10, 100.0), trial(TrialState.COMPLETE, 2, 20.0), trial(TrialState.RUNNING, 3, 9.0)]
+    trials.append(trial(TrialState.FAIL, 4, 9.0))
+    curves = benchmark.load_stored_curves(trials)
+    assert list(curves) == [("CartPole-v1", "vpg")] and sorted(curves["CartPole-v1", "vpg"]) == [2, 10]
+    benchmark.write_report(curves, str(tmp_path))
+    # The same numbers as the local report's test (test_report_lists_seeds_in_numeric_order)
+    assert "| CartPole-v1 | vpg | 2 | 20 | 60.0 +- 40.0 | 30.0 +- 20.0 | 20, 100 |" in (tmp_path / "summary.md").read_text()
+
+
+# Worker processes on a real PostgreSQL server
+
+
+class Workers:
+    """``benchmark.py run --storage`` worker processes, each in its own process group (a SIGKILL to the group is a
+    dead machine: the worker and its training run), with its output in ``cwd/worker_N.out``."""
+
+    def __init__(self, cwd: Path):
+        self.cwd, self.processes = cwd, []
+
+    def start(self, url: str, *flags: str) -> subprocess.Popen:
+        with open(self.cwd / f"worker_{len(self.processes)}.out", "w") as out:
+            self.processes.append(
+                subprocess.Popen(
+                    [sys.executable, str(BENCHMARKS / "benchmark.py"), "run", "--storage", url, *TINY, *flags],
+                    cwd=self.cwd,
+                    env=subprocess_env(),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        return self.processes[-1]
+
+    def output(self, index: int) -> str:
+        return (self.cwd / f"worker_{index}.out").read_text()
+
+    def finish(self, *indices: int, timeout: float = 300) -> None:
+        """Wait for these workers; each must exit 0."""
+        deadline = time.monotonic() + timeout
+        for index in indices:
+            self.processes[index].wait(timeout=max(1.0, deadline - time.monotonic()))
+            assert self.processes[index].returncode == 0, self.output(index)[-3000:]
+
+    def kill(self, index: int) -> None:
+        os.killpg(self.processes[index].pid, signal.SIGKILL)
+        self.processes[index].wait()
+
+    def kill_all(self) -> None:
+        for index, process in enumerate(self.processes):
+            if process.poll() is None:
+                self.kill(index)
+
+
+@pytest.fixture
+def workers(tmp_path):
+    workers = Workers(tmp_path)
+    yield workers
+    workers.kill_all()
+
+
+@pytest.fixture
+def database(postgres_server, request):
+    """A fresh database on the session's server: the workers create Optuna's tables in it."""
+    return postgres_server.create_database(request.node.name.lower()[:60])
+
+
+def sweep_trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
+    try:
+        return optuna.load_study(study_name=benchmark.STUDY_NAME, storage=storage).get_trials()
+    finally:
+        storage.engine.dispose()
+
+
+def complete_runs(trials) -> list[tuple[str, str, int]]:
+    return sorted(benchmark.run_key(trial) for trial in trials if trial.state == TrialState.COMPLETE)
+
+
+def pid_of(trial) -> int:
+    host, pid = trial.user_attrs["worker"].split("/")[0].split(":")
+    assert host == HOST
+    return int(pid)
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_sweep_and_a_report_reads_it_meanwhile(database, workers, tmp_path):
+    runs = [key(seed) for seed in range(6)]
+    # Started together against a fresh database; the first one trains two runs at a time
+    for flags in (["--jobs", "2"], []):
+        workers.start(database, "--seeds", "0-5", "--out", str(tmp_path / "out"), *flags)
+    wait_for(lambda: all("runs in the sweep" in workers.output(index) for index in (0, 1)), 120, "the workers to start")
+
+    # A report while the workers run: it reads the finished runs, and the workers go on undisturbed
+    before = wait_for(lambda: complete_runs(sweep_trials(database)), 120, "a finished run")
+    report = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "benchmark.py"), "report", "--storage", database, "--out", str(tmp_path / "mid")],
+        env=subprocess_env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    after = complete_runs(sweep_trials(database))
+    assert report.returncode == 0, report.stderr[-3000:]
+    with open(tmp_path / "mid" / "curves.csv") as file:
+        reported = sorted({("CartPole-v1", row["algo"], int(row["seed"])) for row in csv.DictReader(file)})
+    assert set(before) <= set(reported) <= set(after) and len(after) < len(runs), (before, reported, after)
+    workers.finish(0, 1)
+
+    # Every run completed exactly once, and was trained once: the workers' "starts" lines, together
+    trials = sweep_trials(database)
+    assert complete_runs(trials) == runs
+    started = Counter(
+        line.split(": ")[1].split(" starts")[0]
+        for index in (0, 1)
+        for line in workers.output(index).splitlines()
+        if " starts (trial" in line
+    )
+    assert started == Counter(f"CartPole-v1/vpg/seed{seed}" for seed in range(6))
+    assert {pid_of(trial) for trial in trials if trial.state == TrialState.COMPLETE} == {p.pid for p in workers.processes}
+    assert all(trial.user_attrs["storage_seconds"] > 0 for trial in trials if trial.state == TrialState.COMPLETE)
+    assert sum(output.count("; storage calls ") for output in map(workers.output, (0, 1))) == 6
+
+    # The stored curves are the evaluations the runs wrote to their folders (the local report's source)
+    stored, local = benchmark.load_stored_curves(trials), benchmark.load_curves(str(tmp_path / "out"))
+    assert stored.keys() == local.keys() == {("CartPole-v1", "vpg")}
+    for seed, (steps, returns) in local["CartPole-v1", "vpg"].items():
+        assert np.array_equal(stored["CartPole-v1", "vpg"][seed][0], steps)
+        assert np.array_equal(stored["CartPole-v1", "vpg"][seed][1], returns)
+
+
+@pytest.mark.slow
+def test_killed_worker_run_is_redone_by_another_worker(database, workers, tmp_path):
+    runs = [key(0), key(1)]
+    # Heartbeats every second; a grace period of 8 s, since a live heartbeat comes late on 2 busy cores
+    flags = ["--seeds", "0,1", "--heartbeat-interval", "1", "--heartbeat-grace-period", "8"]
+    victim = workers.start(database, *flags, "--out", str(tmp_path / "victim"))
+    workers.start(database, *flags, "--out", str(tmp_path / "survivor"))
+
+    def victims_run():
+        if "runs in the sweep" not in workers.output(0):
+            return None
+        return next((t for t in sweep_trials(database) if t.state == TrialState.RUNNING and pid_of(t) == victim.pid), None)
+
+    killed = wait_for(victims_run, 120, "the victim's run to start")
+    time.sleep(1.5)  # in the middle of the run: its training process has started
+    assert victim.poll() is None
+    workers.kill(0)
+    workers.finish(1)  # the survivor waits for the dead run, finds it stale and runs it again
+
+    trials = {trial.number: trial for trial in sweep_trials(database)}
+    assert trials[killed.number].state == TrialState.FAIL
+    (retry,) = [trial for trial in trials.values() if trial.system_attrs.get("failed_trial") == killed.number]
+    assert retry.state == TrialState.COMPLETE and benchmark.run_key(retry) == benchmark.run_key(killed)
+    assert pid_of(retry) == workers.processes[1].pid
+    assert complete_runs(trials.values()) == runs
+
+
+def test_a_training_process_dies_with_its_worker(tmp_path):
+    # A worker killed alone (not its process group) must not leave its training run going on unrecorded
+    pid_file = tmp_path / "child.pid"
+    worker = (
+        f"import subprocess, sys; sys.path.insert(0, {str(BENCHMARKS)!r}); import benchmark\n"
+        f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], preexec_fn=benchmark.die_with_parent)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid)); child.wait()"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", worker], env=subprocess_env())
+    child_pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the training process to start"))
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+
+    def gone():
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            return True
+        with open(f"/proc/{child_pid}/stat") as stat:  # killed but not yet reaped by init
+            return stat.read().split(")")[1].split()[0] == "Z" or None
+
+    assert wait_for(gone, 10, "the training process to die")
+
+
+@pytest.mark.slow
+def test_sweep_scaling_measures_one_and_two_workers(postgres_server):
+    server_url = postgres_server.url("postgres").rsplit("/", 1)[0]
+    command = [sys.executable, str(BENCHMARKS / "sweep_scaling.py"), "--url", server_url, "--workers", "1,2"]
+    command += ["--seeds", "0-1", "--steps", "4000", "--eval-freq", "2000"]  # one 4000-step rollout of the entry
+    result = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for count in (1, 2):
+        (line,) = [line for line in result.stdout.splitlines() if line.startswith(f"{count} worker(s)")]
+        assert line.count(" s,") == 1 and len(re.findall(r"storage per run \[(\d+), (\d+)\] ms", line)) == 1
+    assert "| CartPole-v1 | vpg | 2 | 4000 |" in result.stdout
+    assert re.search(r"2 workers against 1: \d+\.\d\dx", result.stdout)

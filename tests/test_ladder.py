@@ -1,0 +1,147 @@
+"""
+The ablation ladder of benchmarks/benchmark.py (``--algo ladder``, docs/guide/ladder.rst): its rungs come in order,
+and each VPG rung, the env's packaged entry plus the rung's ``-params``, builds the VPG its textbook name says.
+
+The rung settings below are the specification, written out here rather than read from the benchmark. This process
+never imports rl_zoo3 (it patches gymnasium's ``TimeLimit`` process-wide): the ``-params`` are evaluated as rl_zoo3's
+``StoreDict`` does, and the slow test goes through the zoo itself in a subprocess.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch as th
+from stable_baselines3.common.utils import LinearSchedule
+
+from sb3_vpg import VPG
+from sb3_vpg.hyperparams import RUN_KEYS, load_hyperparams, make_env
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import benchmark  # benchmarks/ is a folder of scripts, not a package
+
+LADDER = ["reinforce", "reinforce_norm", "reinforce_baseline", "vpg_gae", "actor_critic", "a2c", "ppo"]
+MONTE_CARLO = {"incomplete_episodes": "drop", "gae_lambda": 1.0}
+#: rung -> the VPG settings that make it the algorithm it is named after
+RUNGS = {
+    "reinforce": {"use_baseline": False, "normalize_returns": False, **MONTE_CARLO},
+    "reinforce_norm": {"use_baseline": False, "normalize_returns": True, **MONTE_CARLO},
+    "reinforce_baseline": {"use_baseline": True, "normalize_returns": True, **MONTE_CARLO},
+    "vpg_gae": {"use_baseline": True, "normalize_returns": True, "incomplete_episodes": "bootstrap", "gae_lambda": 0.97},
+    "actor_critic": {
+        "use_baseline": True,
+        "normalize_returns": False,
+        "incomplete_episodes": "bootstrap",
+        "gae_lambda": 1.0,
+        "n_critic_updates": 0,
+        "n_steps": 5,
+        "n_envs": 8,
+        "batch_size": None,
+    },
+}
+#: A2C's optimizer (SB3's A2C with use_rms_prop=True) and constant step size for the actor-critic rung
+A2C_OPTIMIZER = (th.optim.RMSprop, {"alpha": 0.99, "eps": 1e-5, "weight_decay": 0})
+A2C_LEARNING_RATE = 7e-4
+
+
+def rung_settings(env_id: str, rung: str) -> tuple[dict, dict]:
+    """The packaged entry of ``env_id`` with the rung's ``-params`` applied, evaluated as rl_zoo3's StoreDict does."""
+    zoo_algo, params = benchmark.zoo_params(env_id, rung)
+    assert zoo_algo == "vpg"
+    run, kwargs = load_hyperparams(env_id)
+    for param in params:
+        key, _, value = param.partition(":")
+        # the benchmark's own text, evaluated as rl_zoo3 evaluates it
+        (run if key in RUN_KEYS else kwargs)[key] = eval(value, {"th": th})
+    return run, kwargs
+
+
+def test_ladder_alias_expands_to_the_rungs_in_order():
+    assert benchmark.expand_algos("ladder") == LADDER
+    assert benchmark.expand_algos("vpg,ladder") == ["vpg", *LADDER]
+    assert benchmark.expand_algos("a2c,ppo") == ["a2c", "ppo"]
+    assert set(LADDER) <= set(benchmark.ALGOS)
+    # report() draws the table and the curves in this order, whatever order the runs are found in
+    scrambled = ["ppo", "vpg_gae", "reinforce", "a2c", "reinforce_baseline", "actor_critic", "reinforce_norm"]
+    assert sorted(scrambled, key=benchmark._algo_order) == LADDER
+    assert [benchmark.ALGOS[name][0] for name in LADDER] == ["vpg"] * 5 + ["a2c", "ppo"]
+
+
+def test_ladder_alias_on_the_command_line(tmp_path):
+    # every rung already finished: the alias names finished runs only, so none is left to do (an unexpanded
+    # "ladder" would be one unknown algo)
+    for rung in LADDER:
+        folder = tmp_path / "runs" / "CartPole-v1" / rung / "seed0"
+        folder.mkdir(parents=True)
+        (folder / "done.json").write_text("{}")
+    command = [sys.executable, str(BENCHMARKS / "benchmark.py"), "run", "--env", "CartPole-v1", "--algo", "ladder"]
+    result = subprocess.run(
+        [*command, "--seeds", "0", "--steps", "100", "--out", str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "0 runs to do" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "LunarLander-v3", "HalfCheetah-v5", "Hopper-v5"])
+@pytest.mark.parametrize("rung", ["reinforce", "reinforce_norm", "reinforce_baseline"])
+def test_monte_carlo_rungs_hold_whole_episodes(env_id, rung):
+    # "drop" leaves out samples whose episode the rollout does not see end: a rollout shorter than the env's time
+    # limit could leave out every sample of a run whose episodes all last to the limit
+    _, kwargs = rung_settings(env_id, rung)
+    assert kwargs["n_steps"] >= gym.spec(env_id).max_episode_steps, (env_id, rung, kwargs["n_steps"])
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "HalfCheetah-v5"])
+@pytest.mark.parametrize("rung", list(RUNGS))
+def test_each_vpg_rung_builds_the_intended_vpg(env_id, rung):
+    if env_id.startswith("HalfCheetah"):
+        pytest.importorskip("mujoco")
+    run, kwargs = rung_settings(env_id, rung)
+    env = make_env(env_id, run)
+    model = VPG(run["policy"], env, **kwargs)
+    expected = RUNGS[rung]
+    for name, value in expected.items():
+        actual = model.n_envs if name == "n_envs" else getattr(model, name)
+        assert actual == value, (name, actual, value)
+    entry_rollout = {"CartPole-v1": (1, 4000), "HalfCheetah-v5": (8, 64)}[env_id]  # the packaged (n_envs, n_steps)
+    if "n_steps" not in expected:  # Monte-Carlo rungs roll out whole 1000-step MuJoCo episodes, 4 envs at a time
+        whole_episodes = env_id == "HalfCheetah-v5" and expected["incomplete_episodes"] == "drop"
+        assert (model.n_envs, model.n_steps) == ((4, 1000) if whole_episodes else entry_rollout)
+    optimizer = model.policy.optimizer
+    if rung == "actor_critic":  # A2C's step: RMSprop at a constant 7e-4 on 8 x 5 samples
+        optimizer_class, optimizer_kwargs = A2C_OPTIMIZER
+        assert type(optimizer) is optimizer_class
+        assert {key: optimizer.defaults[key] for key in optimizer_kwargs} == optimizer_kwargs
+        assert model.lr_schedule(1.0) == model.lr_schedule(0.0) == A2C_LEARNING_RATE
+    else:  # the entry's own optimizer (Adam) and learning rate
+        assert type(optimizer) is th.optim.Adam
+        _, entry = load_hyperparams(env_id)
+        learning_rate = entry["learning_rate"]
+        if isinstance(learning_rate, LinearSchedule):
+            learning_rate = learning_rate(1.0)
+        assert model.lr_schedule(1.0) == pytest.approx(learning_rate)
+    env.close()
+
+
+@pytest.mark.slow
+def test_ladder_runs_through_the_zoo(tmp_path):
+    # The ladder through rl_zoo3 itself, tiny budgets: each VPG rung's saved model has the rung's settings
+    command = [str(BENCHMARKS / "benchmark.py"), "run", "--env", "CartPole-v1", "--algo", "ladder", "--seeds", "0"]
+    command += ["--steps", "200", "--eval-freq", "100", "--eval-episodes", "1", "--out", str(tmp_path)]
+    result = subprocess.run([sys.executable, *command], check=False, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "7 runs to do" in result.stdout, result.stderr[-3000:]
+    for rung, expected in RUNGS.items():
+        (path,) = (tmp_path / "runs" / "CartPole-v1" / rung / "seed0" / "vpg").glob("CartPole-v1_*/CartPole-v1.zip")
+        model = VPG.load(path, custom_objects={"learning_rate": 0.0, "lr_schedule": lambda _: 0.0}, device="cpu")
+        for name, value in expected.items():
+            actual = model.n_envs if name == "n_envs" else getattr(model, name)
+            assert actual == value, (rung, name, actual, value)
+    for zoo_algo in ("a2c", "ppo"):
+        assert list((tmp_path / "runs" / "CartPole-v1" / zoo_algo / "seed0" / zoo_algo).glob("CartPole-v1_*/*.zip"))

@@ -97,7 +97,8 @@ def main() -> None:
     counts = [int(count) for count in args.workers.split(",")]
     if any(count < 1 for count in counts):
         parser.error(f"--workers must be positive counts, got {args.workers!r}")
-    flags = ["--env", args.env, "--algo", args.algo, "--seeds", args.seeds, "--steps", str(args.steps), "--eval-freq", str(args.eval_freq)]
+    flags = ["--env", args.env, "--algo", args.algo, "--seeds", args.seeds]
+    flags += ["--steps", str(args.steps), "--eval-freq", str(args.eval_freq)]
     spans = {}
     with server(args.url) as create_database, tempfile.TemporaryDirectory() as out:
         stamp = time.strftime("%Y%m%d%H%M%S")

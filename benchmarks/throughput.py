@@ -409,7 +409,14 @@ def main() -> None:
             results[name].append(rate)
             cpu_per_step[name].append(cpu_us)
             rows.append(
-                {"round": round_, "algo": name, "steps": model.num_timesteps, "seconds": elapsed, "steps_per_s": rate, "cpu_us_per_step": cpu_us}
+                {
+                    "round": round_,
+                    "algo": name,
+                    "steps": model.num_timesteps,
+                    "seconds": elapsed,
+                    "steps_per_s": rate,
+                    "cpu_us_per_step": cpu_us,
+                }
             )
             print(
                 f"round {round_} {name:>12}: {model.num_timesteps} steps in {elapsed:6.2f} s = {rate:8.0f} steps/s", flush=True

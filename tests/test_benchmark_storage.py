@@ -22,9 +22,8 @@ import numpy as np
 import optuna
 import pytest
 
+from tests.processes import subprocess_env, wait_for
 from tests.test_benchmarks import BENCHMARKS, benchmark
-from tests.test_distributed import wait_for
-from tests.test_zoo import subprocess_env
 
 TrialState = optuna.trial.TrialState
 HOST = socket.gethostname()

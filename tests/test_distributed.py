@@ -13,14 +13,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pytest
 
 from tests.postgres import PostgresServer
-from tests.test_zoo import load_config, subprocess_env
+from tests.processes import subprocess_env, wait_for
+from tests.test_zoo import load_config
 
 # Subprocesses that train: part of the full suite, left out of the fast one (-m "not slow")
 pytestmark = pytest.mark.slow
@@ -82,17 +82,6 @@ def workers(tmp_path):
     workers = Workers(tmp_path)
     yield workers
     workers.kill_all()
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    """Poll ``condition`` until it returns something true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def worker_of(trial: optuna.trial.FrozenTrial) -> str | None:

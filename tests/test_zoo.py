@@ -6,7 +6,6 @@ This process never imports rl_zoo3 (importing it patches gymnasium's ``TimeLimit
 worker): the zoo runs in subprocesses, and the models it saves are loaded without their pickled schedules.
 """
 
-import os
 import pickle
 import subprocess
 import sys
@@ -18,19 +17,12 @@ import yaml
 from stable_baselines3.common.torch_layers import NatureCNN
 
 from sb3_vpg import VPG
+from tests.processes import subprocess_env
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGED_CONF = REPO / "sb3_vpg" / "hyperparams" / "vpg.yml"
 # rl_zoo3 pickles the learning rate schedule of a yml entry as one of its own classes: skip it when loading
 NO_SCHEDULES = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0}
-
-
-def subprocess_env() -> dict[str, str]:
-    """Headless (no DISPLAY, matplotlib's Agg backend), with this checkout first on the path."""
-    env = {key: value for key, value in os.environ.items() if key != "DISPLAY"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env["MPLBACKEND"] = "Agg"
-    return env
 
 
 def run_python_script(script: str, cwd) -> None:

@@ -25,6 +25,9 @@ import pytest
 from tests.processes import subprocess_env, wait_for
 from tests.test_benchmarks import BENCHMARKS, benchmark
 
+# isort: split
+import stored_sweep  # benchmarks/ is on the path once test_benchmarks is imported
+
 TrialState = optuna.trial.TrialState
 HOST = socket.gethostname()
 #: A tiny sweep: each run is a zoo subprocess with two evaluations
@@ -42,9 +45,9 @@ def sqlite_storage(path: Path, **heartbeat) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(f"sqlite:///{path}", **heartbeat)
 
 
-def new_sweep(storage, worker: str = "a") -> "benchmark.StoredSweep":
+def new_sweep(storage, worker: str = "a") -> "stored_sweep.StoredSweep":
     optuna.create_study(storage=storage, study_name="sweep", direction="maximize", load_if_exists=True)
-    return benchmark.StoredSweep(storage, "sweep", worker)
+    return stored_sweep.StoredSweep(storage, "sweep", worker)
 
 
 def test_two_workers_claim_each_run_once(tmp_path):
@@ -57,7 +60,7 @@ def test_two_workers_claim_each_run_once(tmp_path):
         trial = sweep.claim(runs)
         if trial is not None:
             assert trial.state == TrialState.RUNNING and trial.user_attrs["worker"] == sweep.worker
-            claimed.append(benchmark.run_key(trial))
+            claimed.append(stored_sweep.run_key(trial))
     assert sorted(claimed) == sorted(runs)
     assert first.active(runs) and second.claim(runs) is None  # all taken, still running
     for trial in first.trials(TrialState.RUNNING):
@@ -105,7 +108,7 @@ def test_a_dead_workers_run_is_queued_again(tmp_path):
     alive.fail_stale()
     assert {trial.number: trial.state for trial in alive.trials()}[held.number] == TrialState.FAIL
     again = alive.claim(runs)
-    assert again.number != held.number and benchmark.run_key(again) == key(0)
+    assert again.number != held.number and stored_sweep.run_key(again) == key(0)
     assert again.user_attrs["params"] == ["ent_coef:0.01"] and again.user_attrs["worker"] == "alive"
     # The "dead" worker was only stalled: its late result is dropped, the retry is the run
     assert not dead.finish(held, (np.array([10]), np.array([1.0])), {}, ok=True)
@@ -125,7 +128,7 @@ def test_stored_curves_leave_out_unfinished_runs(tmp_path):
 
     trials = [trial(TrialState.COMPLETE, 10, 100.0), trial(TrialState.COMPLETE, 2, 20.0), trial(TrialState.RUNNING, 3, 9.0)]
     trials.append(trial(TrialState.FAIL, 4, 9.0))
-    curves = benchmark.load_stored_curves(trials)
+    curves = stored_sweep.load_stored_curves(trials)
     assert list(curves) == [("CartPole-v1", "vpg")] and sorted(curves["CartPole-v1", "vpg"]) == [2, 10]
     benchmark.write_report(curves, str(tmp_path))
     # The same numbers as the local report's test (test_report_lists_seeds_in_numeric_order)
@@ -166,6 +169,14 @@ class Workers:
             self.processes[index].wait(timeout=max(1.0, deadline - time.monotonic()))
             assert self.processes[index].returncode == 0, self.output(index)[-3000:]
 
+    def pause(self, *indices: int) -> None:
+        for index in indices:
+            os.killpg(self.processes[index].pid, signal.SIGSTOP)
+
+    def resume(self, *indices: int) -> None:
+        for index in indices:
+            os.killpg(self.processes[index].pid, signal.SIGCONT)
+
     def kill(self, index: int) -> None:
         os.killpg(self.processes[index].pid, signal.SIGKILL)
         self.processes[index].wait()
@@ -192,13 +203,13 @@ def database(postgres_server, request):
 def sweep_trials(url: str) -> list[optuna.trial.FrozenTrial]:
     storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
     try:
-        return optuna.load_study(study_name=benchmark.STUDY_NAME, storage=storage).get_trials()
+        return optuna.load_study(study_name=stored_sweep.STUDY_NAME, storage=storage).get_trials()
     finally:
         storage.engine.dispose()
 
 
 def complete_runs(trials) -> list[tuple[str, str, int]]:
-    return sorted(benchmark.run_key(trial) for trial in trials if trial.state == TrialState.COMPLETE)
+    return sorted(stored_sweep.run_key(trial) for trial in trials if trial.state == TrialState.COMPLETE)
 
 
 def pid_of(trial) -> int:
@@ -215,13 +226,19 @@ def test_two_workers_share_a_sweep_and_a_report_reads_it_meanwhile(database, wor
         workers.start(database, "--seeds", "0-5", "--out", str(tmp_path / "out"), *flags)
     wait_for(lambda: all("runs in the sweep" in workers.output(index) for index in (0, 1)), 120, "the workers to start")
 
-    # A report while the workers run: it reads the finished runs, and the workers go on undisturbed
+    # A report while the workers run: it reads the finished runs, and the workers go on undisturbed. The workers are
+    # paused meanwhile (well within their heartbeats' grace period), so that the sweep is still unfinished however
+    # long the report takes to start on a busy machine
     before = wait_for(lambda: complete_runs(sweep_trials(database)), 120, "a finished run")
-    report = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "benchmark.py"), "report", "--storage", database, "--out", str(tmp_path / "mid")],
-        env=subprocess_env(), capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    after = complete_runs(sweep_trials(database))
+    workers.pause(0, 1)
+    try:
+        report = subprocess.run(
+            [sys.executable, str(BENCHMARKS / "benchmark.py"), "report", "--storage", database, "--out", str(tmp_path / "mid")],
+            env=subprocess_env(), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        after = complete_runs(sweep_trials(database))
+    finally:
+        workers.resume(0, 1)
     assert report.returncode == 0, report.stderr[-3000:]
     with open(tmp_path / "mid" / "curves.csv") as file:
         reported = sorted({("CartPole-v1", row["algo"], int(row["seed"])) for row in csv.DictReader(file)})
@@ -243,7 +260,7 @@ def test_two_workers_share_a_sweep_and_a_report_reads_it_meanwhile(database, wor
     assert sum(output.count("; storage calls ") for output in map(workers.output, (0, 1))) == 6
 
     # The stored curves are the evaluations the runs wrote to their folders (the local report's source)
-    stored, local = benchmark.load_stored_curves(trials), benchmark.load_curves(str(tmp_path / "out"))
+    stored, local = stored_sweep.load_stored_curves(trials), benchmark.load_curves(str(tmp_path / "out"))
     assert stored.keys() == local.keys() == {("CartPole-v1", "vpg")}
     for seed, (steps, returns) in local["CartPole-v1", "vpg"].items():
         assert np.array_equal(stored["CartPole-v1", "vpg"][seed][0], steps)
@@ -272,7 +289,7 @@ def test_killed_worker_run_is_redone_by_another_worker(database, workers, tmp_pa
     trials = {trial.number: trial for trial in sweep_trials(database)}
     assert trials[killed.number].state == TrialState.FAIL
     (retry,) = [trial for trial in trials.values() if trial.system_attrs.get("failed_trial") == killed.number]
-    assert retry.state == TrialState.COMPLETE and benchmark.run_key(retry) == benchmark.run_key(killed)
+    assert retry.state == TrialState.COMPLETE and stored_sweep.run_key(retry) == stored_sweep.run_key(killed)
     assert pid_of(retry) == workers.processes[1].pid
     assert complete_runs(trials.values()) == runs
 

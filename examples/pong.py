@@ -69,7 +69,7 @@ def read_curve(out: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array(steps), np.array(scores), np.array(seconds)
 
 
-def summary(runs: list[str], marks: tuple[float, ...] = (1e6, 2e6, 4e6, 6e6, 10e6)) -> None:
+def summary(runs: list[str], marks: tuple[float, ...] = (1e6, 2e6, 3e6, 4e6, 6e6, 8e6)) -> None:
     """A Markdown table of the runs: the mean of the last 100 games at a few step counts, and when it first reached 0."""
     print("| run | steps | " + " | ".join(f"at {mark / 1e6:g}M" for mark in marks) + " | first >= 0: steps, minutes | last |")
     print("|---|---|" + "---|" * len(marks) + "---|---|")

@@ -32,7 +32,9 @@ More contenders. VPG as it was before three changes: ``vpg_multinomial`` with SB
 the first rollout's arrays kept; ``vpg_serial`` with SB3's collection loop and ``add()``, which copy each
 observation into the buffer after the env step instead of during it; and ``vpg_before`` with all three undone.
 And ``vpg_graph``, VPG whose rollout forward pass is replayed as one CUDA graph
-(``policy_kwargs=dict(cuda_graph=True)``; the same as ``vpg`` on CPU). Every VPG contender with Discrete
+(``policy_kwargs=dict(cuda_graph=True)``; the same as ``vpg`` on CPU). On ``pong-source``, ``vpg_dense`` is the
+entry's VPG with a dense first layer instead of one that sums only the non-zero pixels of the difference frames
+(``policy_kwargs=dict(sparse_input=True)``); A2C gets the entry's network, dense. Every VPG contender with Discrete
 actions has its sampler checked against the policy's probabilities before the timed rounds.
 
 Usage::
@@ -41,6 +43,7 @@ Usage::
     python benchmarks/throughput.py --case pong --device cuda  # GPU, 16 SubprocVecEnv
     python benchmarks/throughput.py --case pong --device cuda --algos collect,vpg,vpg_multinomial,vpg_graph --profile
     python benchmarks/throughput.py --case pong-source --algos random,random@envpool,a2c,vpg,vpg@envpool  # EnvPool
+    python benchmarks/throughput.py --case pong-source --algos vpg_dense,vpg_dense@envpool,vpg,vpg@envpool
 """
 
 import argparse
@@ -186,7 +189,10 @@ def build(name: str, case: str, env: VecEnv, seed: int, device: str) -> Any:
         _, entry = load_hyperparams(PONG_SOURCE_ENTRY)
         if name == "vpg":
             return VPG(policy, env, **entry, **kwargs)
-        kwargs["policy_kwargs"] = entry["policy_kwargs"]
+        dense = {**entry["policy_kwargs"], "sparse_input": False}
+        if name == "vpg_dense":  # the entry's VPG with a dense first layer
+            return VPG(policy, env, **{**entry, "policy_kwargs": dense}, **kwargs)
+        kwargs["policy_kwargs"] = {key: value for key, value in dense.items() if key != "sparse_input"}
     if name == "vpg":
         return VPG(policy, env, **kwargs)
     if name == "vpg_baseline":

@@ -151,7 +151,7 @@ def test_pong_entry_is_the_sources_experiment(vec_env, tmp_path):
     model = VPG.load(run_dir / "PongNoFrameskip-v4.zip", custom_objects=NO_SCHEDULES, device="cpu")
     assert model.observation_space.shape == (6400,) and model.action_space.n == 2
     assert model.reset_on_reward and not model.use_baseline and model.normalize_returns
-    assert model.policy.net_arch == [200] and model.num_timesteps == 512
+    assert model.policy.net_arch == [200] and model.policy.sparse_input and model.num_timesteps == 512
     # EnvPool keeps its own episode statistics: rl_zoo3's monitor files exist only for the gymnasium envs
     assert any(run_dir.glob("*.monitor.csv")) == (vec_env == "dummy")
 

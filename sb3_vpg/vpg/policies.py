@@ -8,8 +8,10 @@ SB3 copies them anyway (no device work, no synchronization). With a baseline the
 They also carry the speed work on the rollout's forward pass, with the same distributions and SB3's
 log-probabilities and entropies: action distributions built without torch's argument validation, Discrete and
 MultiDiscrete actions drawn by the Gumbel-max trick (``policy_kwargs=dict(categorical_sampler="multinomial")``
-restores SB3's sampler), both in :mod:`sb3_vpg.common.fast_distributions`, and on a CUDA device, with
-``policy_kwargs=dict(cuda_graph=True)``, the forward pass replayed as one CUDA graph (:mod:`sb3_vpg.common.cuda_graph`).
+restores SB3's sampler), both in :mod:`sb3_vpg.common.fast_distributions`; on a CUDA device, with
+``policy_kwargs=dict(cuda_graph=True)``, the forward pass replayed as one CUDA graph (:mod:`sb3_vpg.common.cuda_graph`);
+with ``policy_kwargs=dict(sparse_input=True)``, the layers that read a mostly-zero observation (the source's Pong
+difference frames) summing only its non-zero entries (:mod:`sb3_vpg.common.sparse_input`).
 """
 
 from typing import Any
@@ -17,10 +19,12 @@ from typing import Any
 import torch as th
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
 from sb3_vpg.common.cuda_graph import GraphedForward
 from sb3_vpg.common.fast_distributions import CATEGORICAL_SAMPLERS, gumbel_sampled, torch_validation_off, unvalidated
+from sb3_vpg.common.sparse_input import sparse_linear
 
 
 class _SwitchableCritic:
@@ -28,33 +32,64 @@ class _SwitchableCritic:
     Mixin over an ``ActorCriticPolicy`` class: ``use_critic=False`` makes ``forward`` and ``predict_values`` skip
     the critic; action distributions skip torch's argument validation; categorical actions are drawn by the
     Gumbel-max trick unless ``categorical_sampler="multinomial"``; ``cuda_graph=True`` replays the rollout forward
-    pass as a CUDA graph.
+    pass as a CUDA graph; ``sparse_input=True`` makes the layers that read the observation skip its zeros.
     """
 
     use_critic: bool = True
     _graphed: GraphedForward | None = None
 
-    def __init__(self, *args: Any, categorical_sampler: str = "gumbel", cuda_graph: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        categorical_sampler: str = "gumbel",
+        cuda_graph: bool = False,
+        sparse_input: bool = False,
+        **kwargs: Any,
+    ) -> None:
         if categorical_sampler not in CATEGORICAL_SAMPLERS:
             raise ValueError(f"categorical_sampler must be one of {CATEGORICAL_SAMPLERS}, got {categorical_sampler!r}")
-        if not isinstance(cuda_graph, bool):
-            raise TypeError(f"cuda_graph must be a bool, got {cuda_graph!r} ({type(cuda_graph).__name__})")
+        for name, value in (("cuda_graph", cuda_graph), ("sparse_input", sparse_input)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, got {value!r} ({type(value).__name__})")
         self.categorical_sampler = categorical_sampler
         self.cuda_graph = cuda_graph
+        self.sparse_input = sparse_input
         super().__init__(*args, **kwargs)
 
     def _build(self, lr_schedule: Schedule) -> None:
-        # Overridden only to swap in the Gumbel-max sampler before SB3 builds the networks (which it does not change)
+        # Overridden to swap in the Gumbel-max sampler before SB3 builds the networks (which it does not change), and
+        # the sparse-input layers after SB3 has built and initialized them (same parameters, so the same model)
         if self.categorical_sampler == "gumbel":
             self.action_dist = gumbel_sampled(self.action_dist)  # type: ignore[has-type]
         super()._build(lr_schedule)  # type: ignore[misc]
+        if self.sparse_input:
+            self._sparsify_input_layers()
+
+    def _sparsify_input_layers(self) -> None:
+        """The layers that read the flattened observation become ``SparseInputLinear``: the first layer of the actor's
+        and of the critic's MLP, or the action and value layers where an MLP has no hidden layer."""
+        extractors = [
+            getattr(self, name, None) for name in ("features_extractor", "pi_features_extractor", "vf_features_extractor")
+        ]
+        if not all(isinstance(extractor, FlattenExtractor) for extractor in extractors if extractor is not None):
+            raise ValueError(
+                "sparse_input=True needs observations that reach the MLP as they are (MlpPolicy on a Box space, "
+                "SB3's FlattenExtractor)"
+            )
+        mlp = self.mlp_extractor  # type: ignore[attr-defined]
+        for hidden, output in ((mlp.policy_net, "action_net"), (mlp.value_net, "value_net")):
+            if len(hidden) > 0:
+                hidden[0] = sparse_linear(hidden[0])
+            elif type(getattr(self, output)) is th.nn.Linear:
+                setattr(self, output, sparse_linear(getattr(self, output)))
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        # Overridden to save the sampler and the CUDA graph switch with the model
+        # Overridden to save the sampler, the CUDA graph switch and the sparse-input switch with the model
         return {
             **super()._get_constructor_parameters(),  # type: ignore[misc]
             "categorical_sampler": self.categorical_sampler,
             "cuda_graph": self.cuda_graph,
+            "sparse_input": self.sparse_input,
         }
 
     def __getstate__(self) -> dict[str, Any]:
@@ -103,6 +138,9 @@ _POLICY_PARAMS = """:param categorical_sampler: How Discrete and MultiDiscrete a
 :param cuda_graph: On a CUDA device, replay the rollout's forward pass (``n_envs`` observations, sampled actions,
     no gradient) as one captured CUDA graph instead of launching its kernels one by one: the same distribution
     and the same weights, other random numbers; no effect on CPU, with gSDE or for ``predict``. Default False
+:param sparse_input: The layers that read the observation sum only the weights of its non-zero entries on the CPU
+    (:class:`~sb3_vpg.common.sparse_input.SparseInputLinear`): the same layers and parameters, faster when most
+    inputs are zero (the source's Pong difference frames). MlpPolicy only. Default False
 
 SB3's documentation of the other parameters:
 """

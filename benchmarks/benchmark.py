@@ -119,6 +119,12 @@ ENV_PARAMS = {
         for env in ("HalfCheetah-v5", "Hopper-v5")
         for algo in ("reinforce", "reinforce_norm", "reinforce_baseline")
     },
+    # Pong from the source's difference frames: the rung's A2C optimizer on the entries' network (200 hidden units for
+    # the actor and for the critic, the sparse first layer), whose policy_kwargs the rung's own would replace
+    ("PongNoFrameskip-v4", "actor_critic"): [
+        "policy_kwargs:dict(net_arch=dict(pi=[200],vf=[200]),sparse_input=True,optimizer_class=th.optim.RMSprop,"
+        "optimizer_kwargs=dict(alpha=0.99,eps=1e-5,weight_decay=0))"
+    ],
 }
 
 
@@ -410,7 +416,7 @@ def main() -> None:
     train.add_argument("--eval-freq", type=int, default=10_000, help="steps between evaluations")
     train.add_argument("--eval-episodes", type=int, default=10)
     train.add_argument("--jobs", type=int, default=1, help="runs at a time (one torch thread each)")
-    train.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc"])
+    train.add_argument("--vec-env", default="dummy", choices=["dummy", "subproc", "envpool"], help="envpool: Atari ids only")
     train.add_argument("--device", default="cpu")
     train.add_argument("--params", nargs="*", default=[], help="extra rl_zoo3 -params for every run, e.g. ent_coef:0.01")
     train.add_argument("--tag", default="", help="suffix of the algo's results folder (for --params variants)")

@@ -130,6 +130,23 @@ def test_each_vpg_rung_builds_the_intended_vpg(env_id, rung):
     env.close()
 
 
+def test_pong_rungs_keep_the_sources_network_and_points():
+    # On the source's Pong frames every VPG rung keeps the entry's 200-unit layers (sparse) and its returns that
+    # restart at each point; the actor-critic rung only swaps in A2C's optimizer and step settings
+    pytest.importorskip("ale_py")
+    for rung, expected in RUNGS.items():
+        run, kwargs = rung_settings("PongNoFrameskip-v4", rung)
+        env = make_env("PongNoFrameskip-v4", run, n_envs=1)
+        model = VPG(run["policy"], env, **kwargs)
+        assert model.reset_on_reward and model.policy.sparse_input, rung
+        assert model.policy.net_arch in ([200], {"pi": [200], "vf": [200]}), (rung, model.policy.net_arch)
+        assert all(getattr(model, name) == value for name, value in expected.items() if name != "n_envs"), rung
+        optimizer_class, optimizer_kwargs = A2C_OPTIMIZER if rung == "actor_critic" else (th.optim.Adam, {})
+        assert type(model.policy.optimizer) is optimizer_class, rung
+        assert {key: model.policy.optimizer.defaults[key] for key in optimizer_kwargs} == optimizer_kwargs
+        env.close()
+
+
 @pytest.mark.slow
 def test_ladder_runs_through_the_zoo(tmp_path):
     # The ladder through rl_zoo3 itself, tiny budgets: each VPG rung's saved model has the rung's settings

@@ -5,7 +5,8 @@ The ``PongNoFrameskip-v4`` entry of the packaged ``vpg.yml``: ALE's frames prepr
 (play field cropped and halved, background erased, difference of consecutive frames), two actions (UP, DOWN),
 pure REINFORCE on normalized returns that restart at each point, on EnvPool's C++ engine when it is installed
 (``pip install 'sb3-vpg[envpool]'``). ``--entry pong-baseline`` adds a learned baseline, ``--entry atari`` is the
-generic Atari path (84x84x4 frames, CnnPolicy).
+generic Atari path (84x84x4 frames, CnnPolicy) with A2C's update, ``--entry atari-mc`` the same frames with a
+Monte-Carlo update.
 
 The run logs SB3's ``progress.csv`` and TensorBoard files into ``--out`` and saves an atomic checkpoint every
 ``--checkpoint-every`` steps; started again with the same ``--out``, it resumes from the newest checkpoint.

@@ -156,6 +156,22 @@ def test_pong_entry_is_the_sources_experiment(vec_env, tmp_path):
     assert any(run_dir.glob("*.monitor.csv")) == (vec_env == "dummy")
 
 
+def test_atari_mc_entry_is_monte_carlo_on_the_generic_frames():
+    # The generic Atari frames (84x84x4, every action, NatureCNN) with returns that restart at each reward, a learned
+    # baseline and nothing bootstrapped
+    pytest.importorskip("ale_py")
+    from sb3_vpg.hyperparams import load_hyperparams, make_env
+
+    run, kwargs = load_hyperparams("atari-mc")
+    env = make_env("PongNoFrameskip-v4", run, n_envs=1)
+    model = VPG(run["policy"], env, **kwargs)
+    assert model.observation_space.shape == (4, 84, 84) and model.action_space.n == 6
+    assert isinstance(model.policy.features_extractor, NatureCNN)
+    assert model.use_baseline and model.reset_on_reward and model.normalize_returns
+    assert model.incomplete_episodes == "drop" and model.gae_lambda == 1.0 and model.n_steps == 512
+    env.close()
+
+
 def test_load_hyperparams_evaluates_policy_kwargs_as_the_zoo(monkeypatch):
     # Plain scripts get the same optimizer from the atari entry's policy_kwargs string as rl_zoo3 does
     from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike

@@ -189,10 +189,10 @@ def build(name: str, case: str, env: VecEnv, seed: int, device: str) -> Any:
         _, entry = load_hyperparams(PONG_SOURCE_ENTRY)
         if name == "vpg":
             return VPG(policy, env, **entry, **kwargs)
-        dense = {**entry["policy_kwargs"], "sparse_input": False}
-        if name == "vpg_dense":  # the entry's VPG with a dense first layer
-            return VPG(policy, env, **{**entry, "policy_kwargs": dense}, **kwargs)
-        kwargs["policy_kwargs"] = {key: value for key, value in dense.items() if key != "sparse_input"}
+        network = {key: value for key, value in entry["policy_kwargs"].items() if key != "sparse_input"}  # dense
+        if name == "vpg_dense":
+            return VPG(policy, env, **{**entry, "policy_kwargs": network}, **kwargs)
+        kwargs["policy_kwargs"] = network
     if name == "vpg":
         return VPG(policy, env, **kwargs)
     if name == "vpg_baseline":

@@ -34,8 +34,10 @@ observation into the buffer after the env step instead of during it; and ``vpg_b
 And ``vpg_graph``, VPG whose rollout forward pass is replayed as one CUDA graph
 (``policy_kwargs=dict(cuda_graph=True)``; the same as ``vpg`` on CPU). On ``pong-source``, ``vpg_dense`` is the
 entry's VPG with a dense first layer instead of one that sums only the non-zero pixels of the difference frames
-(``policy_kwargs=dict(sparse_input=True)``); A2C gets the entry's network, dense. Every VPG contender with Discrete
-actions has its sampler checked against the policy's probabilities before the timed rounds.
+(``policy_kwargs=dict(sparse_input=True)``); A2C gets the entry's network, dense. ``vpg_minibatch`` is VPG with
+``batch_size=128``: the same update, its gradients accumulated over minibatches of 128 samples instead of one pass
+over the whole rollout. Every VPG contender with Discrete actions has its sampler checked against the policy's
+probabilities before the timed rounds.
 
 Usage::
 
@@ -44,6 +46,7 @@ Usage::
     python benchmarks/throughput.py --case pong --device cuda --algos collect,vpg,vpg_multinomial,vpg_graph --profile
     python benchmarks/throughput.py --case pong-source --algos random,random@envpool,a2c,vpg,vpg@envpool  # EnvPool
     python benchmarks/throughput.py --case pong-source --algos vpg_dense,vpg_dense@envpool,vpg,vpg@envpool
+    python benchmarks/throughput.py --case pong --n-envs 8 --algos random,random@envpool,a2c,vpg,vpg@envpool,vpg_minibatch@envpool
 """
 
 import argparse
@@ -195,6 +198,8 @@ def build(name: str, case: str, env: VecEnv, seed: int, device: str) -> Any:
         kwargs["policy_kwargs"] = network
     if name == "vpg":
         return VPG(policy, env, **kwargs)
+    if name == "vpg_minibatch":
+        return VPG(policy, env, batch_size=128, **kwargs)
     if name == "vpg_baseline":
         return VPG(policy, env, use_baseline=True, **kwargs)
     if name == "vpg_multinomial":

@@ -60,13 +60,13 @@ def test_report_lists_seeds_in_numeric_order(tmp_path):
 
 @pytest.mark.slow
 def test_throughput_reports_ratios_and_a_profile(tmp_path):
-    algos = "random,collect,a2c,vpg,vpg_multinomial,vpg_fresh_buffer,vpg_serial,vpg_before,vpg_graph"
+    algos = "random,collect,a2c,vpg,vpg_multinomial,vpg_fresh_buffer,vpg_serial,vpg_before,vpg_graph,vpg_minibatch"
     log = run_script(
         str(BENCHMARKS / "throughput.py"), "--case", "cartpole", "--rounds", "1", "--steps", "2048", "--algos", algos,
         "--profile", "--out", str(tmp_path / "rounds.csv"),
     )  # fmt: skip
     # every Discrete VPG contender's sampler agrees with the policy's probabilities (vpg_graph runs eagerly on CPU)
-    for name in ("vpg", "vpg_multinomial", "vpg_fresh_buffer", "vpg_serial", "vpg_before", "vpg_graph"):
+    for name in ("vpg", "vpg_multinomial", "vpg_fresh_buffer", "vpg_serial", "vpg_before", "vpg_graph", "vpg_minibatch"):
         assert f"{name} sampler check: max |log_prob - policy's| = 0.0e+00" in log
     speeds, profile_table = log.split("| algo | steps/s under cProfile | ")
     ratios = {row.split("|")[1].strip(): row.split("|")[4].strip() for row in speeds.splitlines() if row.startswith("| ")}

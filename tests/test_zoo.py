@@ -169,6 +169,7 @@ def test_atari_mc_entry_is_monte_carlo_on_the_generic_frames():
     assert isinstance(model.policy.features_extractor, NatureCNN)
     assert model.use_baseline and model.reset_on_reward and model.normalize_returns
     assert model.incomplete_episodes == "drop" and model.gae_lambda == 1.0 and model.n_steps == 512
+    assert model.batch_size == 128  # the CNN's update in cache-sized minibatches
     env.close()
 
 

@@ -315,7 +315,12 @@ for _ in range(40):
     else:
         assert sampled.pop("learning_rate") == learning_rate
     assert converted == sampled, (converted, sampled)
+    # GAE's lambda as drawn with a baseline; lambda 1 (the return itself) without one
+    assert model.gae_lambda == (trial.params["gae_lambda"] if model.use_baseline else 1.0)
     study.tell(trial, 0.0)
+# a trial stored before the sampler drew gae_lambda converts to lambda 1
+old_params = {key: value for key, value in trial.params.items() if key != "gae_lambda"}
+assert convert_vpg_params({**old_params, "use_baseline": True})["gae_lambda"] == 1.0
 print("ok")
 """
     run_python_script(script, tmp_path)

@@ -35,6 +35,10 @@ def convert_vpg_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     batch_size = n_steps // 2 ** hyperparams.pop("batch_fraction_pow")
     gamma = 1 - hyperparams.pop("one_minus_gamma")
     learning_rate = hyperparams.pop("learning_rate")
+    # GAE weights need a critic: without a baseline the policy is weighted by G itself (lambda 1). Trials stored
+    # before the sampler drew gae_lambda have none, which is lambda 1
+    sampled_lambda = hyperparams.pop("gae_lambda", 1.0)
+    gae_lambda = sampled_lambda if hyperparams["use_baseline"] else 1.0
     if hyperparams.pop("lr_schedule") == "linear":
         learning_rate = f"lin_{learning_rate}"
     policy_kwargs = {
@@ -45,6 +49,7 @@ def convert_vpg_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
         "n_steps": n_steps,
         "batch_size": batch_size,
         "gamma": gamma,
+        "gae_lambda": gae_lambda,
         "learning_rate": learning_rate,
         "policy_kwargs": policy_kwargs,
         **hyperparams,  # use_baseline, normalize_returns, n_critic_updates, ent_coef, max_grad_norm
@@ -70,8 +75,9 @@ def sample_vpg_params(trial: optuna.Trial, n_actions: int, n_envs: int, addition
     lr_schedule = trial.suggest_categorical("lr_schedule", ["constant", "linear"])
     use_baseline = trial.suggest_categorical("use_baseline", [False, True])
     normalize_returns = trial.suggest_categorical("normalize_returns", [True, False])
-    # Ignored without a baseline
+    # Ignored without a baseline: the critic's passes, and GAE's lambda (1: G - V; 0.97: Spinning Up's VPG)
     n_critic_updates = trial.suggest_int("n_critic_updates", 0, 20)
+    gae_lambda = trial.suggest_categorical("gae_lambda", [0.9, 0.95, 0.97, 0.99, 1.0])
     ent_coef = trial.suggest_float("ent_coef", 0.00000001, 0.1, log=True)
     max_grad_norm = trial.suggest_float("max_grad_norm", 0.3, 5.0, log=True)
     net_arch = trial.suggest_categorical("net_arch", ["tiny", "small", "medium"])
@@ -87,6 +93,7 @@ def sample_vpg_params(trial: optuna.Trial, n_actions: int, n_envs: int, addition
             "use_baseline": use_baseline,
             "normalize_returns": normalize_returns,
             "n_critic_updates": n_critic_updates,
+            "gae_lambda": gae_lambda,
             "ent_coef": ent_coef,
             "max_grad_norm": max_grad_norm,
             "net_arch": net_arch,

@@ -46,7 +46,7 @@ Usage::
     python benchmarks/throughput.py --case pong --device cuda --algos collect,vpg,vpg_multinomial,vpg_graph --profile
     python benchmarks/throughput.py --case pong-source --algos random,random@envpool,a2c,vpg,vpg@envpool  # EnvPool
     python benchmarks/throughput.py --case pong-source --algos vpg_dense,vpg_dense@envpool,vpg,vpg@envpool
-    python benchmarks/throughput.py --case pong --n-envs 8 --algos random,random@envpool,a2c,vpg,vpg@envpool,vpg_minibatch@envpool
+    python benchmarks/throughput.py --case pong --n-envs 8 --algos a2c,vpg,vpg@envpool,vpg_minibatch,vpg_minibatch@envpool
 """
 
 import argparse

@@ -68,13 +68,17 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 #: Benchmark name -> (rl_zoo3 algo, extra ``-params``)
 ALGOS = {
     "vpg": ("vpg", []),
-    "vpg_pure": ("vpg", ["use_baseline:False"]),
+    # pure REINFORCE has no lambda: an entry's GAE (gae_lambda < 1) goes with its baseline
+    "vpg_pure": ("vpg", ["use_baseline:False", "gae_lambda:1.0"]),
     "vpg_baseline": ("vpg", ["use_baseline:True"]),
     # The ablation ladder (docs/guide/ladder.rst): each rung adds one ingredient to the one before it. The first
     # three are Monte-Carlo: a sample whose episode the rollout does not see end is left out ("drop"), so the
     # baseline rung adds the critic alone; Spinning Up's VPG then bootstraps the rollout's cut with V, as GAE does.
-    "reinforce": ("vpg", ["use_baseline:False", "normalize_returns:False", "incomplete_episodes:'drop'"]),
-    "reinforce_norm": ("vpg", ["use_baseline:False", "normalize_returns:True", "incomplete_episodes:'drop'"]),
+    "reinforce": ("vpg", ["use_baseline:False", "gae_lambda:1.0", "normalize_returns:False", "incomplete_episodes:'drop'"]),
+    "reinforce_norm": (
+        "vpg",
+        ["use_baseline:False", "gae_lambda:1.0", "normalize_returns:True", "incomplete_episodes:'drop'"],
+    ),
     "reinforce_baseline": (
         "vpg",
         ["use_baseline:True", "gae_lambda:1.0", "normalize_returns:True", "incomplete_episodes:'drop'"],

@@ -1,6 +1,7 @@
 """
 The ablation ladder of benchmarks/benchmark.py (``--algo ladder``, docs/guide/ladder.rst): its rungs come in order,
-and each VPG rung, the env's packaged entry plus the rung's ``-params``, builds the VPG its textbook name says.
+and each VPG rung, the env's packaged entry plus the rung's ``-params``, builds the VPG its textbook name says; so do
+the benchmark's other variants of an entry (``vpg_pure``, ``vpg_baseline``), on every packaged entry.
 
 The rung settings below are the specification, written out here rather than read from the benchmark. This process
 never imports rl_zoo3 (it patches gymnasium's ``TimeLimit`` process-wide): the ``-params`` are evaluated as rl_zoo3's
@@ -98,11 +99,37 @@ def test_monte_carlo_rungs_hold_whole_episodes(env_id, rung):
     assert kwargs["n_steps"] >= gym.spec(env_id).max_episode_steps, (env_id, rung, kwargs["n_steps"])
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "HalfCheetah-v5"])
+#: The packaged entries of gymnasium's own envs, and the module each needs
+ENTRY_ENVS = {
+    "CartPole-v1": "gymnasium",
+    "Acrobot-v1": "gymnasium",
+    "LunarLander-v3": "Box2D",
+    "Pendulum-v1": "gymnasium",
+    "HalfCheetah-v5": "mujoco",
+    "Hopper-v5": "mujoco",
+}
+
+
+@pytest.mark.parametrize("env_id", list(ENTRY_ENVS))
+@pytest.mark.parametrize("variant", ["vpg", "vpg_pure", "vpg_baseline", *RUNGS])
+def test_every_entry_takes_every_vpg_variant(env_id, variant):
+    # an entry's own settings must not contradict a variant's (pure REINFORCE with an entry's GAE lambda is a
+    # ValueError): each variant of each entry builds, with a baseline exactly when its name says so
+    pytest.importorskip(ENTRY_ENVS[env_id])
+    run, kwargs = rung_settings(env_id, variant)
+    env = make_env(env_id, run)
+    model = VPG(run["policy"], env, **kwargs)
+    expected_baseline = {"vpg_pure": False, "vpg_baseline": True, **{rung: RUNGS[rung]["use_baseline"] for rung in RUNGS}}
+    assert model.use_baseline == expected_baseline.get(variant, kwargs.get("use_baseline", False))
+    if not model.use_baseline:
+        assert model.gae_lambda == 1.0
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "LunarLander-v3", "HalfCheetah-v5"])
 @pytest.mark.parametrize("rung", list(RUNGS))
 def test_each_vpg_rung_builds_the_intended_vpg(env_id, rung):
-    if env_id.startswith("HalfCheetah"):
-        pytest.importorskip("mujoco")
+    pytest.importorskip({"CartPole-v1": "gymnasium", "LunarLander-v3": "Box2D", "HalfCheetah-v5": "mujoco"}[env_id])
     run, kwargs = rung_settings(env_id, rung)
     env = make_env(env_id, run)
     model = VPG(run["policy"], env, **kwargs)
@@ -110,7 +137,8 @@ def test_each_vpg_rung_builds_the_intended_vpg(env_id, rung):
     for name, value in expected.items():
         actual = model.n_envs if name == "n_envs" else getattr(model, name)
         assert actual == value, (name, actual, value)
-    entry_rollout = {"CartPole-v1": (1, 4000), "HalfCheetah-v5": (8, 64)}[env_id]  # the packaged (n_envs, n_steps)
+    # the packaged (n_envs, n_steps)
+    entry_rollout = {"CartPole-v1": (1, 4000), "LunarLander-v3": (4, 1000), "HalfCheetah-v5": (8, 64)}[env_id]
     if "n_steps" not in expected:  # Monte-Carlo rungs roll out whole 1000-step MuJoCo episodes, 4 envs at a time
         whole_episodes = env_id == "HalfCheetah-v5" and expected["incomplete_episodes"] == "drop"
         assert (model.n_envs, model.n_steps) == ((4, 1000) if whole_episodes else entry_rollout)

@@ -129,7 +129,7 @@ def test_every_entry_takes_every_vpg_variant(env_id, variant):
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "LunarLander-v3", "HalfCheetah-v5"])
 @pytest.mark.parametrize("rung", list(RUNGS))
 def test_each_vpg_rung_builds_the_intended_vpg(env_id, rung):
-    pytest.importorskip({"CartPole-v1": "gymnasium", "LunarLander-v3": "Box2D", "HalfCheetah-v5": "mujoco"}[env_id])
+    pytest.importorskip(ENTRY_ENVS[env_id])
     run, kwargs = rung_settings(env_id, rung)
     env = make_env(env_id, run)
     model = VPG(run["policy"], env, **kwargs)

@@ -205,8 +205,11 @@ def train_one(args: argparse.Namespace, env: str, algo: str, seed: int) -> tuple
     command += ["-n", str(args.steps), "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes)]
     command += ["--n-eval-envs", "1", "--num-threads", "1", "-f", folder, "--vec-env", args.vec_env, "--device", args.device]
     command += ["--log-interval", "-1"] + (["-params", *params] if params else [])
-    for stale in glob.glob(os.path.join(folder, zoo_algo, "*")):  # an interrupted attempt starts again
-        shutil.rmtree(stale)
+    if args.checkpoint_every:  # the zoo resumes an interrupted attempt from its newest checkpoint
+        command += ["--checkpoint-every", str(args.checkpoint_every)]
+    else:  # an interrupted attempt starts again
+        for stale in glob.glob(os.path.join(folder, zoo_algo, "*")):
+            shutil.rmtree(stale)
     start = time.perf_counter()
     with open(os.path.join(folder, "train.log"), "w") as log:
         code = subprocess.run(
@@ -424,6 +427,9 @@ def main() -> None:
     train.add_argument("--device", default="cpu")
     train.add_argument("--params", nargs="*", default=[], help="extra rl_zoo3 -params for every run, e.g. ent_coef:0.01")
     train.add_argument("--tag", default="", help="suffix of the algo's results folder (for --params variants)")
+    train.add_argument(
+        "--checkpoint-every", type=int, help="env steps between checkpoints; an interrupted run resumes from its newest"
+    )
     summary = commands.add_parser("report", help="CSV, table and plots of the finished runs")
     for sub in (train, summary):
         sub.add_argument("--out", default=OUT, help="results folder")

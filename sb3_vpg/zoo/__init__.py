@@ -10,6 +10,7 @@ then hands over to rl_zoo3's own ``train()``, ``enjoy()`` or ``record_video`` wi
 ``--algo`` defaults to ``vpg`` and, for ``vpg``, ``-conf`` to the packaged ``sb3_vpg/hyperparams/vpg.yml``.
 ``train --vec-env envpool`` runs an Atari entry on EnvPool (:mod:`sb3_vpg.zoo.envpool_manager`).
 ``train --storage URL --study-name NAME`` shares one study among workers (:mod:`sb3_vpg.zoo.distributed`).
+``train --checkpoint-every STEPS`` checkpoints the run, and the same command resumes it (:mod:`sb3_vpg.zoo.resume`).
 """
 
 import argparse
@@ -28,7 +29,7 @@ import yaml
 
 from sb3_vpg.hyperparams import RUN_KEYS
 from sb3_vpg.vpg import VPG
-from sb3_vpg.zoo import distributed
+from sb3_vpg.zoo import distributed, resume
 from sb3_vpg.zoo.hyperparams_opt import convert_vpg_params, sample_vpg_params
 
 ALGO = "vpg"
@@ -49,7 +50,7 @@ train without -conf reads the packaged hyperparameters: %s
 train --vec-env envpool runs an Atari entry on EnvPool (pip install 'sb3-vpg[envpool]').
 Flags: python -m sb3_vpg.zoo train --help (enjoy --help, ...).
 
-""" + distributed.FLAGS_HELP.replace("%", "%%")
+""" + "\n\n".join(flags.replace("%", "%%") for flags in (distributed.FLAGS_HELP, resume.FLAGS_HELP))
 
 
 def register() -> None:
@@ -68,7 +69,7 @@ def _train() -> None:
     train()
 
 
-def _train_with(envpool: bool, storage: distributed.StorageOptions | None) -> None:
+def _train_with(envpool: bool, storage: distributed.StorageOptions | None, checkpoint_every: int | None) -> None:
     import rl_zoo3.train
 
     manager = rl_zoo3.train.ExperimentManager
@@ -78,6 +79,8 @@ def _train_with(envpool: bool, storage: distributed.StorageOptions | None) -> No
         manager = EnvPoolExperimentManager
     if storage is not None:
         manager = distributed.manager_class(manager, storage)
+    if checkpoint_every is not None:
+        manager = resume.manager_class(manager, checkpoint_every)
     # train() builds the ExperimentManager it imported by name: hand it this run's one
     original = rl_zoo3.train.ExperimentManager
     rl_zoo3.train.ExperimentManager = manager  # type: ignore[misc]
@@ -142,7 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     if command == "train":
         args, envpool = _use_envpool(args)
         args, storage = distributed.split_args(args)
-        run = functools.partial(_train_with, envpool, storage) if envpool or storage else run
+        args, checkpoint_every = resume.split_args(args)
+        if envpool or storage or checkpoint_every:
+            run = functools.partial(_train_with, envpool, storage, checkpoint_every)
     sys.argv = [f"python -m sb3_vpg.zoo {command}", *args]
     run()
 

@@ -21,6 +21,7 @@ from sb3_vpg.common.reliability.checkpoints import (
     get_rng_state,
     latest_checkpoint,
     load_checkpoint,
+    reset_for_resume,
     set_rng_state,
 )
 from sb3_vpg.common.reliability.finite_checks import (
@@ -50,6 +51,7 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "parameters_watched",
+    "reset_for_resume",
     "set_rng_state",
     "watch_parameters",
 ]

@@ -146,16 +146,34 @@ def load_checkpoint(
     if vec_normalize_path is None:
         return algorithm_class.load(model_path, env=venv, **load_kwargs)
 
-    venv = VecNormalize.load(vec_normalize_path, venv)
-    venv.training = False
-    observations = venv.reset()
-    venv.training = True
-    model = algorithm_class.load(model_path, env=venv, **load_kwargs)
-    # What learn() would set up after its own reset, which would count the observations again
-    model._last_obs = observations  # type: ignore[assignment]
-    model._last_original_obs = venv.get_original_obs()  # type: ignore[assignment]
-    model._last_episode_starts = np.ones((venv.num_envs,), dtype=bool)
+    model = algorithm_class.load(model_path, env=VecNormalize.load(vec_normalize_path, venv), **load_kwargs)
+    reset_for_resume(model)
     return model
+
+
+def reset_for_resume(model: BaseAlgorithm) -> None:
+    """
+    Reset ``model``'s env and set what ``learn(..., reset_num_timesteps=False)`` continues from, as ``learn`` itself
+    would after its reset, except that a ``VecNormalize`` in the env's stack does not add the reset observations to
+    its statistics: the uninterrupted run counted them already, when its episodes ended.
+
+    :param model: a model loaded from a checkpoint, with its env (whose VecNormalize holds the checkpoint's statistics)
+    """
+    venv = model.get_env()
+    if venv is None:
+        raise ValueError("model has no env: load it with env=... before resetting it for a resume")
+    vec_normalize = model.get_vec_normalize_env()
+    if vec_normalize is not None:
+        vec_normalize.training = False
+    try:
+        observations = venv.reset()
+    finally:
+        if vec_normalize is not None:
+            vec_normalize.training = True
+    model._last_obs = observations  # type: ignore[assignment]
+    model._last_episode_starts = np.ones((venv.num_envs,), dtype=bool)
+    if vec_normalize is not None:
+        model._last_original_obs = vec_normalize.get_original_obs()  # type: ignore[assignment]
 
 
 def atomic_write(path: str | pathlib.Path, write: Callable[[str], None]) -> None:

@@ -2,7 +2,7 @@
 VPG beside SB3's A2C and PPO: the same envs, seeds and step budgets, trained through RL Baselines3 Zoo.
 
 ``run`` trains every (env, algo, seed) that has not finished yet (it is resumable: finished runs are
-skipped, unfinished ones start again), each as ``python -m sb3_vpg.zoo train`` with the zoo's periodic
+skipped, unfinished ones start again, or with ``--checkpoint-every`` go on from their newest checkpoint), each as ``python -m sb3_vpg.zoo train`` with the zoo's periodic
 evaluation on a separate env (deterministic actions, except on Atari, as rl_zoo3 does). VPG takes the packaged
 ``vpg.yml``, A2C and PPO rl_zoo3's published hyperparameters; only the step budget (``-n``) is ours.
 
@@ -62,6 +62,8 @@ from stored_sweep import (  # benchmarks/ is a folder of scripts: this one's fol
     storage_errors,
     storage_options,
 )
+
+from sb3_vpg.common.reliability import latest_checkpoint
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -205,10 +207,12 @@ def train_one(args: argparse.Namespace, env: str, algo: str, seed: int) -> tuple
     command += ["-n", str(args.steps), "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes)]
     command += ["--n-eval-envs", "1", "--num-threads", "1", "-f", folder, "--vec-env", args.vec_env, "--device", args.device]
     command += ["--log-interval", "-1"] + (["-params", *params] if params else [])
-    if args.checkpoint_every:  # the zoo resumes an interrupted attempt from its newest checkpoint
+    if args.checkpoint_every:
         command += ["--checkpoint-every", str(args.checkpoint_every)]
-    else:  # an interrupted attempt starts again
-        for stale in glob.glob(os.path.join(folder, zoo_algo, "*")):
+    for stale in glob.glob(os.path.join(folder, zoo_algo, "*")):
+        # An interrupted attempt starts again, unless the zoo resumes it from a checkpoint; one without any would
+        # stay beside the new attempt, and its evaluations could be read for the run's
+        if not (args.checkpoint_every and latest_checkpoint(os.path.join(stale, "checkpoints"))):
             shutil.rmtree(stale)
     start = time.perf_counter()
     with open(os.path.join(folder, "train.log"), "w") as log:

@@ -10,6 +10,7 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,11 +26,12 @@ TRAIN = [
     "-params", "n_steps:500", "batch_size:500", "normalize:True",
 ]  # fmt: skip
 KILL = "callback:[{'tests.zoo_callbacks.KillAt': {'steps': 2500}}]"
+KILL_EARLY = "callback:[{'tests.zoo_callbacks.KillAt': {'steps': 500}}]"  # before the first checkpoint
 RUN = Path("logs", "vpg", "CartPole-v1_1")
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
+def runs(tmp_path_factory) -> dict[str, Any]:
     """``killed``: the run killed, then the same command again; ``reference``: the run uninterrupted."""
     killed, reference = tmp_path_factory.mktemp("killed"), tmp_path_factory.mktemp("reference")
     crash = run("sb3_vpg.zoo", *TRAIN, KILL, cwd=killed)
@@ -80,7 +82,7 @@ def test_monitor_file_is_appended_to(runs):
     assert len(lines) > len((runs["reference"] / RUN / "0.monitor.csv").read_text().splitlines())
 
 
-def test_finished_run_is_not_resumed(runs, tmp_path):
+def test_finished_run_is_not_resumed(runs):
     again = zoo(*TRAIN, cwd=runs["reference"])
     assert "Resuming" not in again.stdout
     assert sorted(path.name for path in (runs["reference"] / "logs" / "vpg").iterdir()) == ["CartPole-v1_1", "CartPole-v1_2"]
@@ -112,8 +114,11 @@ def test_benchmark_run_resumes_an_interrupted_run(tmp_path):
             [*command, *params, *extra], check=False, env=subprocess_env(), capture_output=True, text=True, timeout=600
         )
 
-    assert benchmark(KILL).returncode != 0  # the killed run fails the benchmark
     folder = tmp_path / "runs" / "CartPole-v1" / "vpg" / "seed0"
+    # Killed before its first checkpoint: the next attempt starts again in place of it, not beside it
+    assert benchmark(KILL_EARLY).returncode != 0  # the killed run fails the benchmark
+    assert not (folder / "done.json").exists()
+    assert benchmark(KILL).returncode != 0
     assert not (folder / "done.json").exists()
     finished = benchmark()
     assert finished.returncode == 0, finished.stderr[-3000:]

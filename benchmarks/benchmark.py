@@ -1,10 +1,11 @@
 """
 VPG beside SB3's A2C and PPO: the same envs, seeds and step budgets, trained through RL Baselines3 Zoo.
 
-``run`` trains every (env, algo, seed) that has not finished yet (it is resumable: finished runs are
-skipped, unfinished ones start again, or with ``--checkpoint-every`` go on from their newest checkpoint), each as ``python -m sb3_vpg.zoo train`` with the zoo's periodic
-evaluation on a separate env (deterministic actions, except on Atari, as rl_zoo3 does). VPG takes the packaged
-``vpg.yml``, A2C and PPO rl_zoo3's published hyperparameters; only the step budget (``-n``) is ours.
+``run`` trains every (env, algo, seed) that has not finished yet (it is resumable: finished runs are skipped,
+unfinished ones start again, or with ``--checkpoint-every`` go on from their newest checkpoint), each as
+``python -m sb3_vpg.zoo train`` with the zoo's periodic evaluation on a separate env (deterministic actions, except on
+Atari, as rl_zoo3 does). VPG takes the packaged ``vpg.yml``, A2C and PPO rl_zoo3's published hyperparameters; only the step
+budget (``-n``) is ours.
 
 - ``vpg``: the packaged entry as it is;
 - ``vpg_pure`` / ``vpg_baseline``: the same entry with ``use_baseline`` forced off / on;
@@ -25,7 +26,8 @@ Usage::
 
     python benchmarks/benchmark.py run --env CartPole-v1 --algo vpg,vpg_pure,a2c,ppo --seeds 0-4 --steps 100000
     python benchmarks/benchmark.py report
-    python benchmarks/benchmark.py run --env CartPole-v1 --algo ladder --seeds 0-4 --steps 100000 --out benchmarks/results/ladder
+    python benchmarks/benchmark.py run --env CartPole-v1 --algo ladder --seeds 0-4 --steps 100000 \
+        --out benchmarks/results/ladder
 
     # on each machine, any number of workers; the report anywhere, also while they run
     python benchmarks/benchmark.py run --storage postgresql+psycopg2://user@host/db --env CartPole-v1 --steps 100000
@@ -380,7 +382,7 @@ def write_report(curves: Curves, out: str) -> None:
         writer.writerow(["env", "algo", "seed", "timesteps", "mean_eval_return"])
         for (env, algo), seeds in sorted(curves.items()):
             for seed, (steps, returns) in sorted(seeds.items()):
-                writer.writerows([env, algo, seed, int(t), float(r)] for t, r in zip(steps, returns))
+                writer.writerows([env, algo, seed, int(t), float(r)] for t, r in zip(steps, returns, strict=True))
 
     lines = [
         "| env | algo | seeds | steps | final return | area under curve | final return per seed |",

@@ -47,7 +47,7 @@ def sweep(url: str, n_workers: int, sweep_flags: list[str], out: str) -> dict:
     ]
     outputs = [worker.communicate()[0] for worker in workers]
     wall = time.perf_counter() - start
-    for worker, output in zip(workers, outputs):
+    for worker, output in zip(workers, outputs, strict=True):
         if worker.returncode != 0:
             sys.exit(f"a worker failed (exit {worker.returncode}):\n{output[-3000:]}")
     trials = optuna.load_study(study_name="benchmark", storage=url).get_trials()

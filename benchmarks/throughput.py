@@ -184,7 +184,7 @@ def make_env(case: str, n_envs: int, seed: int, engine: str) -> VecEnv:
     return VecFrameStack(env, n_stack=4)
 
 
-def build(name: str, case: str, env: VecEnv, seed: int, device: str) -> Any:
+def build(name: str, case: str, env: VecEnv, seed: int, device: str) -> Any:  # noqa: C901 (one branch per contender)
     """Each algorithm with its defaults; on Pong, PPO with rl_zoo3's Atari settings (its defaults need minutes per update)."""
     policy = "CnnPolicy" if case == "pong" else "MlpPolicy"
     kwargs: dict[str, Any] = {"seed": seed, "device": device, "verbose": 0}
@@ -354,57 +354,15 @@ def batch_copy(device: str, n_envs: int = 16, n_steps: int = 1024, repeats: int 
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case", choices=["cartpole", "pong", "pong-source"], default="cartpole")
-    parser.add_argument(
-        "--algos",
-        default="random,collect,a2c,ppo,vpg,vpg_baseline",
-        help="comma-separated contenders; ALGO@ENGINE runs on another VecEnv engine (vpg@envpool, random@envpool)",
-    )
-    parser.add_argument("--n-envs", type=int, default=None, help="default: 8 (cartpole), 16 (pong)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per timed round (rounded up to whole rollouts)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest for small MLPs on CPU)")
-    parser.add_argument("--update-memory", action="store_true", help="also measure one VPG update's GPU memory (needs CUDA)")
-    parser.add_argument("--batch-copy", action="store_true", help="only time the rollout-to-batch copy (see batch_copy)")
-    parser.add_argument("--rss", action="store_true", help="also run each contender alone in a subprocess for its peak RSS")
-    parser.add_argument("--profile", action="store_true", help="also profile one more round of each contender (cProfile)")
-    parser.add_argument("--out", default=None, help="CSV file for the per-round results")
-    args = parser.parse_args()
-
-    th.set_num_threads(args.threads)
-    if args.batch_copy:
-        print("| used samples | SB3 _get_samples, s | VPG get(), s |\n|---|---|---|")
-        rows = batch_copy(args.device)
-        for sb3, vpg in zip(rows[::2], rows[1::2]):
-            print(f"| {sb3['used']:.0%} | {sb3['seconds']:.3f} | {vpg['seconds']:.3f} |")
-        return
-    n_envs = args.n_envs or {"cartpole": 8, "pong": 16, "pong-source": 8}[args.case]
-    steps = args.steps or {"cartpole": 50_000, "pong": 16_384, "pong-source": 32_768}[args.case]
-    names = args.algos.split(",")
-    # A contender "algo@engine" trains on that VecEnv engine; each engine's env is shared by its contenders
-    engines = {name: name.partition("@")[2] or DEFAULT_ENGINE[args.case] for name in names}
-    envs = {engine: make_env(args.case, n_envs, args.seed, engine) for engine in dict.fromkeys(engines.values())}
-    models = {}
-    for name in names:
-        algo, env = name.partition("@")[0], envs[engines[name]]
-        models[name] = RandomActions(env) if algo == "random" else build(algo, args.case, env, args.seed, args.device)
-    cuda = args.device.startswith("cuda") and th.cuda.is_available()
-
-    print(f"case={args.case} n_envs={n_envs} device={args.device} torch threads={th.get_num_threads()}", flush=True)
-    print("engines: " + ", ".join(f"{name} on {engine}" for name, engine in engines.items()), flush=True)
-    for name, model in models.items():  # warm-up: one rollout each (imports, CUDA kernels, env reset)
-        model.learn(1, reset_num_timesteps=True)
-        if isinstance(model, VPG) and isinstance(model.action_space, spaces.Discrete):
-            print(f"{name} sampler check: {check_sampler(model)}", flush=True)
-    results: dict[str, list[float]] = {name: [] for name in names}
-    cpu_per_step: dict[str, list[float]] = {name: [] for name in names}
+def time_rounds(
+    models: dict[str, Any], rounds: int, steps: int, cuda: bool
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, float], list[dict[str, Any]]]:
+    """Train every contender ``steps`` steps per round, in turns: steps/s, CPU us per step and GPU peak of each."""
+    results: dict[str, list[float]] = {name: [] for name in models}
+    cpu_per_step: dict[str, list[float]] = {name: [] for name in models}
     peak_gpu: dict[str, float] = {}
     rows = []
-    for round_ in range(args.rounds):
+    for round_ in range(rounds):
         for name, model in models.items():
             if cuda:
                 th.cuda.synchronize()
@@ -432,7 +390,80 @@ def main() -> None:
             print(
                 f"round {round_} {name:>12}: {model.num_timesteps} steps in {elapsed:6.2f} s = {rate:8.0f} steps/s", flush=True
             )
+    return results, cpu_per_step, peak_gpu, rows
 
+
+def print_profile(models: dict[str, Any], steps: int, n_envs: int) -> None:
+    """One more round of each contender under cProfile: where a training step's time goes (``PROFILE_PARTS``)."""
+    columns = [*PROFILE_PARTS, "other", *PROFILE_WITHIN]
+    print("\n| algo | steps/s under cProfile | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
+    print("| (microseconds per env step of all envs) |" + " |" * (len(columns) + 1))
+    for name, model in models.items():
+        seconds = profile_round(model, steps)
+        per_step = 1e6 * n_envs / model.num_timesteps
+        cells = [f"{seconds[part] * per_step:.0f}" for part in columns]
+        print(f"| {name} | {model.num_timesteps / seconds['total']:.0f} | " + " | ".join(cells) + " |", flush=True)
+
+
+def print_rss(args: argparse.Namespace, names: list[str], steps: int, n_envs: int) -> None:
+    """Each contender alone in a subprocess for one round: its peak RSS."""
+    print("\n| algo | peak RSS MiB (alone in a process, one round) |\n|---|---|")
+    for name in names:
+        command = [sys.executable, __file__, "--case", args.case, "--algos", name, "--rounds", "1", "--steps", str(steps)]
+        command += ["--n-envs", str(n_envs), "--device", args.device, "--seed", str(args.seed)]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        rss = re.search(r"Peak process RSS[^:]*: (\d+)", output).group(1)
+        print(f"| {name} | {rss} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", choices=["cartpole", "pong", "pong-source"], default="cartpole")
+    parser.add_argument(
+        "--algos",
+        default="random,collect,a2c,ppo,vpg,vpg_baseline",
+        help="comma-separated contenders; ALGO@ENGINE runs on another VecEnv engine (vpg@envpool, random@envpool)",
+    )
+    parser.add_argument("--n-envs", type=int, default=None, help="default: 8 (cartpole), 16 (pong)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per timed round (rounded up to whole rollouts)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest for small MLPs on CPU)")
+    parser.add_argument("--update-memory", action="store_true", help="also measure one VPG update's GPU memory (needs CUDA)")
+    parser.add_argument("--batch-copy", action="store_true", help="only time the rollout-to-batch copy (see batch_copy)")
+    parser.add_argument("--rss", action="store_true", help="also run each contender alone in a subprocess for its peak RSS")
+    parser.add_argument("--profile", action="store_true", help="also profile one more round of each contender (cProfile)")
+    parser.add_argument("--out", default=None, help="CSV file for the per-round results")
+    args = parser.parse_args()
+
+    th.set_num_threads(args.threads)
+    if args.batch_copy:
+        print("| used samples | SB3 _get_samples, s | VPG get(), s |\n|---|---|---|")
+        rows = batch_copy(args.device)
+        for sb3, vpg in zip(rows[::2], rows[1::2], strict=True):
+            print(f"| {sb3['used']:.0%} | {sb3['seconds']:.3f} | {vpg['seconds']:.3f} |")
+        return
+    n_envs = args.n_envs or {"cartpole": 8, "pong": 16, "pong-source": 8}[args.case]
+    steps = args.steps or {"cartpole": 50_000, "pong": 16_384, "pong-source": 32_768}[args.case]
+    names = args.algos.split(",")
+    # A contender "algo@engine" trains on that VecEnv engine; each engine's env is shared by its contenders
+    engines = {name: name.partition("@")[2] or DEFAULT_ENGINE[args.case] for name in names}
+    envs = {engine: make_env(args.case, n_envs, args.seed, engine) for engine in dict.fromkeys(engines.values())}
+    models = {}
+    for name in names:
+        algo, env = name.partition("@")[0], envs[engines[name]]
+        models[name] = RandomActions(env) if algo == "random" else build(algo, args.case, env, args.seed, args.device)
+    cuda = args.device.startswith("cuda") and th.cuda.is_available()
+
+    print(f"case={args.case} n_envs={n_envs} device={args.device} torch threads={th.get_num_threads()}", flush=True)
+    print("engines: " + ", ".join(f"{name} on {engine}" for name, engine in engines.items()), flush=True)
+    for name, model in models.items():  # warm-up: one rollout each (imports, CUDA kernels, env reset)
+        model.learn(1, reset_num_timesteps=True)
+        if isinstance(model, VPG) and isinstance(model.action_space, spaces.Discrete):
+            print(f"{name} sampler check: {check_sampler(model)}", flush=True)
+    results, cpu_per_step, peak_gpu, rows = time_rounds(models, args.rounds, steps, cuda)
     median = {name: statistics.median(rates) for name, rates in results.items()}
     reference = median.get("a2c")
     # "vs random actions": the random contender on the same engine
@@ -440,9 +471,8 @@ def main() -> None:
     bound = median.get("collect")
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {th.__version__}", end="")
     print(f", {th.cuda.get_device_name()}" if cuda else "")
-    print(
-        f"\nPeak process RSS (all contenders in one process): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB\n"
-    )
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nPeak process RSS (all contenders in one process): {peak_rss_mib:.0f} MiB\n")
     print(
         "| algo | steps/s (median) | min-max | vs A2C | vs collection bound | vs random actions | CPU us/step | CPU bound |"
         + (" GPU peak MiB |" if cuda else "")
@@ -464,15 +494,7 @@ def main() -> None:
             cells.append(f"{peak_gpu.get(name, 0):.0f}")
         print("| " + " | ".join(cells) + " |")
     if args.profile:
-        columns = [*PROFILE_PARTS, "other", *PROFILE_WITHIN]
-        print("\n| algo | steps/s under cProfile | " + " | ".join(columns) + " |")
-        print("|---|---|" + "---|" * len(columns))
-        print("| (microseconds per env step of all envs) |" + " |" * (len(columns) + 1))
-        for name, model in models.items():
-            seconds = profile_round(model, steps)
-            per_step = 1e6 * n_envs / model.num_timesteps
-            cells = [f"{seconds[part] * per_step:.0f}" for part in columns]
-            print(f"| {name} | {model.num_timesteps / seconds['total']:.0f} | " + " | ".join(cells) + " |", flush=True)
+        print_profile(models, steps, n_envs)
     if args.out:
         with open(args.out, "w", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=list(rows[0]))
@@ -481,13 +503,7 @@ def main() -> None:
     for env in envs.values():
         env.close()
     if args.rss:
-        print("\n| algo | peak RSS MiB (alone in a process, one round) |\n|---|---|")
-        for name in names:
-            command = [sys.executable, __file__, "--case", args.case, "--algos", name, "--rounds", "1", "--steps", str(steps)]
-            command += ["--n-envs", str(n_envs), "--device", args.device, "--seed", str(args.seed)]
-            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            rss = re.search(r"Peak process RSS[^:]*: (\d+)", output).group(1)
-            print(f"| {name} | {rss} |", flush=True)
+        print_rss(args, names, steps, n_envs)
     if args.update_memory:
         if not cuda:
             sys.exit("--update-memory needs --device cuda")

@@ -32,9 +32,8 @@ class ReturnStats(BaseCallback):
             for q in (10, 50, 90):
                 self.logger.record(f"rollout/return_p{q}", float(np.percentile(returns, q)))
         if self.verbose:
-            print(
-                f"step {self.num_timesteps}: {returns.size} returns, median {np.median(returns) if returns.size else float('nan'):.1f}"
-            )
+            median = np.median(returns) if returns.size else float("nan")
+            print(f"step {self.num_timesteps}: {returns.size} returns, median {median:.1f}")
 
 
 def main() -> None:

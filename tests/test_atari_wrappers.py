@@ -81,7 +81,7 @@ def test_raw_frames_are_ales_frames_with_frame_skip():
 def test_binarize_frames_is_the_sources_preprocessing(pong_frames):
     binary = binarize_frames(pong_frames)
     assert binary.shape == (len(pong_frames), 80, 80) and binary.dtype == np.int8
-    for frame, mine in zip(pong_frames, binary):
+    for frame, mine in zip(pong_frames, binary, strict=True):
         np.testing.assert_array_equal(mine, karpathy_prepro(frame))
     # channels first (EnvPool's layout) gives the same
     np.testing.assert_array_equal(binarize_frames(pong_frames.transpose(0, 3, 1, 2), channels_first=True), binary)
@@ -165,7 +165,7 @@ def test_vec_frame_difference_equals_the_gym_wrapper_across_episode_ends():
 def test_frames_of_another_shape_are_refused():
     from stable_baselines3.common.atari_wrappers import AtariWrapper
 
-    with pytest.raises(ValueError, match="raw RGB frames.*AtariRawFrames"):
+    with pytest.raises(ValueError, match=r"raw RGB frames.*AtariRawFrames"):
         PongFrameDifference(AtariWrapper(gym.make(ENV_ID)))
     with pytest.raises(ValueError, match="VecPongFrameDifference needs ALE's raw RGB frames"):
         VecPongFrameDifference(make_vec_env("CartPole-v1", 1))

@@ -233,7 +233,7 @@ def test_two_workers_share_a_sweep_and_a_report_reads_it_meanwhile(database, wor
     workers.pause(0, 1)
     try:
         report = subprocess.run(
-            [sys.executable, str(BENCHMARKS / "benchmark.py"), "report", "--storage", database, "--out", str(tmp_path / "mid")],
+            [sys.executable, str(BENCHMARKS / "benchmark.py"), "report", "--storage", database, "--out", tmp_path / "mid"],
             env=subprocess_env(), capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         after = complete_runs(sweep_trials(database))
@@ -299,7 +299,8 @@ def test_a_training_process_dies_with_its_worker(tmp_path):
     pid_file = tmp_path / "child.pid"
     worker = (
         f"import subprocess, sys; sys.path.insert(0, {str(BENCHMARKS)!r}); import benchmark\n"
-        f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], preexec_fn=benchmark.die_with_parent)\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'],"
+        " preexec_fn=benchmark.die_with_parent)\n"
         f"open({str(pid_file)!r}, 'w').write(str(child.pid)); child.wait()"
     )
     parent = subprocess.Popen([sys.executable, "-c", worker], env=subprocess_env())

@@ -341,7 +341,7 @@ def test_lost_connection_is_found_behind_other_errors(distributed):
         try:
             raise lost
         except sqlalchemy.exc.OperationalError:
-            raise UnboundLocalError("updated_state")  # what Optuna's trial end raises while it handles it
+            raise UnboundLocalError("updated_state")  # noqa: B904 (the implicit context is the point) what Optuna's trial end raises while it handles it
     except UnboundLocalError as error:
         assert distributed.storage_error(error) is lost
         message = str(distributed.lost_storage(distributed.StorageOptions("postgresql://u:pw@db/t", "s"), lost))

@@ -79,7 +79,7 @@ def run_blocks(blocks: list[str], name: str) -> None:
     namespace = {"__name__": "__main__"}
     for number, block in enumerate(blocks, 1):
         try:
-            exec(compile(block, f"<{name}, python block {number}>", "exec"), namespace)  # noqa: S102 (the docs own code)
+            exec(compile(block, f"<{name}, python block {number}>", "exec"), namespace)  # the docs' own code
         except BaseException as error:
             raise AssertionError(f"{name}, python block {number} failed:\n{block}") from error
 

@@ -66,7 +66,7 @@ def test_episodes_report_their_summed_rewards_lengths_and_truncation():
     pool = make_envpool_atari_env(ENV_ID, n_envs=3, seed=1, max_episode_steps=60)
     pool.reset()
     returns, lengths, episodes = np.zeros(3), np.zeros(3, dtype=int), 0
-    for obs, rewards, dones, infos in play(pool, 200):
+    for _obs, rewards, dones, infos in play(pool, 200):
         returns += rewards  # Pong's points are +-1: clipping keeps them
         lengths += 1
         for index in np.flatnonzero(dones):

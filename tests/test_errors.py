@@ -154,4 +154,4 @@ def test_a_last_rollout_past_the_budget_reads_the_schedule_at_progress_zero():
     before = [parameter.detach().clone() for parameter in model.policy.parameters()]
     model.learn(64)
     assert model.logger.name_to_value["train/learning_rate"] == 0.0
-    assert all(th.equal(a, b) for a, b in zip(before, model.policy.parameters()))
+    assert all(th.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))

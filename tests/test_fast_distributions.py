@@ -36,7 +36,9 @@ def test_distributions_skip_validation_with_sb3_numbers(env_fn, use_sde):
     distribution = model.policy.get_distribution(obs).distribution
     assert not any(part._validate_args for part in (distribution if isinstance(distribution, list) else [distribution]))
     assert th.distributions.Distribution._validate_args == validated_before  # the global default is untouched
-    for ours, theirs in zip(model.policy.evaluate_actions(obs, actions), sb3_policy.evaluate_actions(obs, actions)):
+    for ours, theirs in zip(
+        model.policy.evaluate_actions(obs, actions), sb3_policy.evaluate_actions(obs, actions), strict=True
+    ):
         assert th.equal(ours, theirs)
 
 
@@ -71,7 +73,7 @@ def test_rollouts_do_not_sample_with_multinomial(env_fn, use_baseline, monkeypat
         VPG("MlpPolicy", model.get_env(), policy_kwargs={"categorical_sampler": "multinomial"}).save(tmp_path / "sb3.zip")
         loaded = VPG.load(tmp_path / "sb3.zip")
         assert type(loaded.policy.action_dist) is sb3[space]
-        with pytest.raises(AssertionError, match="torch.multinomial was called"):
+        with pytest.raises(AssertionError, match=r"torch\.multinomial was called"):
             loaded.predict(model.get_env().reset(), deterministic=False)
     model.learn(64)
     actions, _ = model.predict(model.get_env().reset(), deterministic=False)

@@ -177,7 +177,7 @@ def test_bad_gae_lambda_is_refused(gae_lambda, error):
 
 
 def test_gae_lambda_needs_a_baseline():
-    with pytest.raises(ValueError, match="gae_lambda.*use_baseline"):
+    with pytest.raises(ValueError, match=r"gae_lambda.*use_baseline"):
         VPG("MlpPolicy", "CartPole-v1", gae_lambda=0.97)
     VPG("MlpPolicy", "CartPole-v1", gae_lambda=1.0)  # pure REINFORCE keeps the default
     VPG("MlpPolicy", "CartPole-v1", gae_lambda=1)

@@ -23,7 +23,7 @@ from sb3_vpg.hyperparams import RUN_KEYS, load_hyperparams, make_env
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-import benchmark  # benchmarks/ is a folder of scripts, not a package
+import benchmark  # noqa: E402 (benchmarks/ is a folder of scripts, not a package: importable once on sys.path)
 
 LADDER = ["reinforce", "reinforce_norm", "reinforce_baseline", "vpg_gae", "actor_critic", "a2c", "ppo"]
 MONTE_CARLO = {"incomplete_episodes": "drop", "gae_lambda": 1.0}

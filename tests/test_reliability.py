@@ -208,7 +208,7 @@ def test_the_hardening_applies_to_another_algorithm(tmp_path):
     resumed = load_checkpoint(CheckedPPO, str(tmp_path), make_env(None))
     assert isinstance(resumed, CheckedPPO) and resumed.num_timesteps == 2 * N_STEPS * 2
     VPG("MlpPolicy", make_env(None), n_steps=N_STEPS).save(tmp_path / "vpg.zip")
-    with pytest.raises(ValueError, match="vpg.zip was saved by another algorithm, not CheckedPPO"):
+    with pytest.raises(ValueError, match=r"vpg\.zip was saved by another algorithm, not CheckedPPO"):
         CheckedPPO.load(tmp_path / "vpg.zip")
     with pytest.raises(ValueError, match="optimizer step of the update at step 96 left NaN or inf"):
         resumed.learn(N_STEPS * 2, callback=CorruptCritic(), reset_num_timesteps=False)
@@ -426,7 +426,7 @@ def test_non_finite_policy_output_is_caught_before_the_update():
     with pytest.raises(ValueError, match=r"non-finite action probabilities in the rollout ending at step 8"):
         model.learn(16)
     assert model._n_updates == 0
-    assert all(th.equal(a, b) for a, b in zip(before, parameters(model)))
+    assert all(th.equal(a, b) for a, b in zip(before, parameters(model), strict=True))
 
 
 # --- Numerical edge cases ------------------------------------------------------------------------------------

@@ -98,9 +98,9 @@ def test_sparse_linear_keeps_the_parameter_objects(layers):
 
 
 def test_sparse_linear_takes_only_a_linear_layer(layers):
-    with pytest.raises(TypeError, match="nn.Linear"):
+    with pytest.raises(TypeError, match=r"nn\.Linear"):
         sparse_linear(nn.Conv2d(1, 1, 3))
-    with pytest.raises(TypeError, match="nn.Linear"):
+    with pytest.raises(TypeError, match=r"nn\.Linear"):
         sparse_linear(layers[1])
 
 

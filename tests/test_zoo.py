@@ -183,7 +183,7 @@ def test_load_hyperparams_evaluates_policy_kwargs_as_the_zoo(monkeypatch):
     assert kwargs["policy_kwargs"] == {"optimizer_class": RMSpropTFLike, "optimizer_kwargs": {"eps": 1e-5}}
     # only the listed names are there: no builtins such as open or __import__
     monkeypatch.setattr(hyperparams.yaml, "safe_load", lambda text: {"x": {"policy_kwargs": "open('vpg.yml')"}})
-    with pytest.raises(ValueError, match="policy_kwargs of the 'x' entry may only use .*'open'"):
+    with pytest.raises(ValueError, match=r"policy_kwargs of the 'x' entry may only use .*'open'"):
         hyperparams.load_hyperparams("x")
 
 

@@ -153,7 +153,7 @@ class EnvPoolVecEnv(VecEnv):
             game_over = info["terminated"].astype(bool) | truncated
             # EnvPool resets a finished env on its next step, ignoring the action: take that step now
             next_observations, *_ = self.pool.step(np.zeros_like(self._actions[finished]), env_id=finished)
-            for slot, index in enumerate(finished):
+            for index in finished:
                 infos[index]["terminal_observation"] = observations[index]
                 infos[index]["TimeLimit.truncated"] = bool(truncated[index] and not terminated[index])
                 if game_over[index]:

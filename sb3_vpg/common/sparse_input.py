@@ -27,7 +27,7 @@ class SparseInputLinear(nn.Linear):
     GPU, where the dense product is cheap anyway).
     """
 
-    def forward(self, input: th.Tensor) -> th.Tensor:  # noqa: A002  (nn.Linear's argument name)
+    def forward(self, input: th.Tensor) -> th.Tensor:  # nn.Linear's argument name
         if input.dim() != 2 or input.device.type != "cpu" or input.shape[0] == 0:
             return super().forward(input)
         rows, columns = input.nonzero(as_tuple=True)

@@ -49,8 +49,9 @@ class VPG(ReliabilityMixin, OnPolicyAlgorithm):
     Each rollout gives one gradient step on ``-mean(log pi(a_t|s_t) * w_t) - ent_coef * H``, where ``w_t`` is
     the discounted reward-to-go ``G_t`` of the episode (pure REINFORCE) or the advantage ``G_t - V(s_t)``
     (``use_baseline=True``, whose critic is regressed on ``G_t``), or its GAE-lambda advantage (``gae_lambda < 1``;
-    Spinning Up's VPG uses 0.97), standardized over the rollout when ``normalize_returns``. In pure mode no value estimate enters the returns: samples whose
-    episode the rollout did not see end have no return and are left out (``incomplete_episodes``).
+    Spinning Up's VPG uses 0.97), standardized over the rollout when ``normalize_returns``. In pure mode no value
+    estimate enters the returns: samples whose episode the rollout did not see end have no return and are left out
+    (``incomplete_episodes``).
 
     Papers: Williams (1992) https://doi.org/10.1007/BF00992696 ;
     Sutton et al. (2000) https://proceedings.neurips.cc/paper/1999/hash/464d828b85b0bed98e80ade0a5c43b0f-Abstract.html

@@ -164,7 +164,7 @@ def _parse_train_args(args: list[str]) -> argparse.Namespace | None:
     try:
         with contextlib.redirect_stderr(io.StringIO()):
             known, _ = parser.parse_known_args(args)
-    except (SystemExit, Exception):  # noqa: BLE001 (StoreDict evaluates values): rl_zoo3's parser reports it
+    except (SystemExit, Exception):  # StoreDict evaluates values: rl_zoo3's parser reports the error itself
         return None
     return known
 

@@ -354,12 +354,8 @@ def batch_copy(device: str, n_envs: int = 16, n_steps: int = 1024, repeats: int 
     return rows
 
 
-def time_rounds(
-    models: dict[str, Any], rounds: int, steps: int, cuda: bool
-) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, float], list[dict[str, Any]]]:
-    """Train every contender ``steps`` steps per round, in turns: steps/s, CPU us per step and GPU peak of each."""
-    results: dict[str, list[float]] = {name: [] for name in models}
-    cpu_per_step: dict[str, list[float]] = {name: [] for name in models}
+def time_rounds(models: dict[str, Any], rounds: int, steps: int, cuda: bool) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Train every contender ``steps`` steps per round, in turns: one row per (round, contender), and GPU peaks."""
     peak_gpu: dict[str, float] = {}
     rows = []
     for round_ in range(rounds):
@@ -375,8 +371,6 @@ def time_rounds(
             elapsed = time.perf_counter() - start
             cpu_us = 1e6 * (cpu_seconds() - start_cpu) / model.num_timesteps
             rate = model.num_timesteps / elapsed
-            results[name].append(rate)
-            cpu_per_step[name].append(cpu_us)
             rows.append(
                 {
                     "round": round_,
@@ -390,7 +384,7 @@ def time_rounds(
             print(
                 f"round {round_} {name:>12}: {model.num_timesteps} steps in {elapsed:6.2f} s = {rate:8.0f} steps/s", flush=True
             )
-    return results, cpu_per_step, peak_gpu, rows
+    return rows, peak_gpu
 
 
 def print_profile(models: dict[str, Any], steps: int, n_envs: int) -> None:
@@ -463,7 +457,9 @@ def main() -> None:
         model.learn(1, reset_num_timesteps=True)
         if isinstance(model, VPG) and isinstance(model.action_space, spaces.Discrete):
             print(f"{name} sampler check: {check_sampler(model)}", flush=True)
-    results, cpu_per_step, peak_gpu, rows = time_rounds(models, args.rounds, steps, cuda)
+    rows, peak_gpu = time_rounds(models, args.rounds, steps, cuda)
+    results = {name: [row["steps_per_s"] for row in rows if row["algo"] == name] for name in names}
+    cpu_per_step = {name: [row["cpu_us_per_step"] for row in rows if row["algo"] == name] for name in names}
     median = {name: statistics.median(rates) for name, rates in results.items()}
     reference = median.get("a2c")
     # "vs random actions": the random contender on the same engine

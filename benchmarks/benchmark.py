@@ -211,13 +211,19 @@ def train_one(args: argparse.Namespace, env: str, algo: str, seed: int) -> tuple
     command += ["--log-interval", "-1"] + (["-params", *params] if params else [])
     if args.checkpoint_every:
         command += ["--checkpoint-every", str(args.checkpoint_every)]
+    resumes = False
     for stale in glob.glob(os.path.join(folder, zoo_algo, "*")):
         # An interrupted attempt starts again, unless the zoo resumes it from a checkpoint; one without any would
         # stay beside the new attempt, and its evaluations could be read for the run's
-        if not (args.checkpoint_every and latest_checkpoint(os.path.join(stale, "checkpoints"))):
+        if args.checkpoint_every and latest_checkpoint(os.path.join(stale, "checkpoints")):
+            resumes = True
+        else:
             shutil.rmtree(stale)
     start = time.perf_counter()
-    with open(os.path.join(folder, "train.log"), "w") as log:
+    # A resumed run's log goes on after the earlier attempts' (their training games are part of its history)
+    with open(os.path.join(folder, "train.log"), "a" if resumes else "w") as log:
+        log.write(f"# attempt started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        log.flush()
         code = subprocess.run(
             command, stdout=log, stderr=subprocess.STDOUT, check=False, preexec_fn=die_with_parent
         ).returncode

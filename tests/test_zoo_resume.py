@@ -123,5 +123,8 @@ def test_benchmark_run_resumes_an_interrupted_run(tmp_path):
     finished = benchmark()
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert (folder / "done.json").exists()
-    assert "from its checkpoint at 2000 steps" in (folder / "train.log").read_text()
+    log = (folder / "train.log").read_text()
+    assert "from its checkpoint at 2000 steps" in log
+    # the log keeps the attempt that wrote the checkpoint before the one that resumed from it
+    assert log.count("# attempt started") == 2
     assert [path.name for path in (folder / "vpg").iterdir()] == ["CartPole-v1_1"]

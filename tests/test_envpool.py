@@ -9,6 +9,7 @@ import pytest
 from gymnasium import spaces
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import load_results
 from stable_baselines3.common.vec_env import VecFrameStack
 
 from sb3_vpg import VPG
@@ -80,6 +81,32 @@ def test_episodes_report_their_summed_rewards_lengths_and_truncation():
             assert "episode" not in infos[index] and "terminal_observation" not in infos[index]
     pool.close()
     assert episodes == 3 * (200 // 60)
+
+
+def test_games_are_rows_of_a_monitor_file_that_sb3_reads(tmp_path):
+    def games(monitor_file, override_existing):
+        pool = make_envpool_atari_env(
+            ENV_ID, n_envs=2, seed=1, max_episode_steps=60, monitor_file=monitor_file, override_existing=override_existing
+        )
+        pool.reset()
+        episodes = [info["episode"] for *_, infos in play(pool, 130) for info in infos if "episode" in info]
+        pool.close()
+        return episodes
+
+    first = games(str(tmp_path), override_existing=True)
+    assert len(first) == 4  # two 60-step games per env
+    rows = load_results(str(tmp_path))  # reads tmp_path/monitor.csv, Monitor's format, sorted by time
+    assert sorted(rows["r"]) == sorted(game["r"] for game in first) and rows["l"].tolist() == [60] * 4
+    # A resumed run appends its games under the same header, timed from the first start: after the first games
+    second = games(str(tmp_path), override_existing=False)
+    rows = load_results(str(tmp_path))
+    assert sorted(rows["r"]) == sorted(game["r"] for game in first + second)
+    assert max(game["t"] for game in first) < min(game["t"] for game in second)
+    assert (tmp_path / "monitor.csv").read_text().count("#{") == 1
+    # A resumed run whose file is not there yet starts one, with Monitor's header
+    new = tmp_path / "new"
+    resumed = games(str(new / "monitor.csv"), override_existing=False)
+    assert sorted(load_results(str(new))["r"]) == sorted(game["r"] for game in resumed)
 
 
 def test_auto_reset_returns_the_next_episodes_first_observation():

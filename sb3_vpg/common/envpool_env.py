@@ -16,7 +16,9 @@ synchronous pool SB3's conventions, so any SB3 algorithm, callback or ``evaluate
   ``{"r": score, "l": agent steps, "t": seconds}``, the score summed from the unclipped rewards, as SB3's
   ``Monitor`` under ``AtariWrapper`` reports it, so ``rollout/ep_rew_mean``, ``EvalCallback`` and
   ``evaluate_policy`` read game scores. ``env_is_wrapped(Monitor)`` answers True for that reason.
-  (``Monitor`` under ``AtariWrapper`` counts emulator frames in ``"l"``; here it is agent steps.)
+  (``Monitor`` under ``AtariWrapper`` counts emulator frames in ``"l"``; here it is agent steps.) With
+  ``monitor_file``, each game is also a row of a ``monitor.csv`` file in ``Monitor``'s format, one file for the
+  pool, which ``stable_baselines3.common.monitor.load_results`` and rl_zoo3's training plots read.
 - **Seeding**: ``seed(s)`` gives env ``i`` the seed ``s + i`` at the next ``reset()``, which rebuilds the pool
   (EnvPool takes its seeds at construction); the same seed and actions give the same games.
 
@@ -26,6 +28,7 @@ frames), ``frame_stack`` frames stacked channels-first, or with the raw 210x160 
 (``raw_frames=True``) that a preprocessing of one's own (:mod:`sb3_vpg.common.atari_wrappers`) needs.
 """
 
+import json
 import re
 import time
 from collections.abc import Sequence
@@ -33,7 +36,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.monitor import Monitor, ResultsWriter
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 #: ``AtariWrapper``'s settings in EnvPool's names (SB3 ``make_atari_env`` defaults).
@@ -85,10 +88,22 @@ class EnvPoolVecEnv(VecEnv):
     :param num_envs: number of envs in the pool
     :param seed: seed of env 0 (env ``i`` gets ``seed + i``); None draws one
     :param num_threads: EnvPool's worker threads (0: one per env, as EnvPool decides)
+    :param monitor_file: where to write each game as a row of a ``monitor.csv`` file (a folder or a path, as
+        ``Monitor``'s ``filename``); None writes none
+    :param override_existing: start ``monitor_file`` anew (True) or append to it (False: a resumed run)
     :param envpool_kwargs: the other arguments of ``envpool.make`` (``frame_skip``, ``episodic_life``, ...)
     """
 
-    def __init__(self, task_id: str, num_envs: int, seed: int | None = None, num_threads: int = 0, **envpool_kwargs: Any):
+    def __init__(
+        self,
+        task_id: str,
+        num_envs: int,
+        seed: int | None = None,
+        num_threads: int = 0,
+        monitor_file: str | None = None,
+        override_existing: bool = True,
+        **envpool_kwargs: Any,
+    ):
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         self.task_id = task_id
@@ -102,6 +117,27 @@ class EnvPoolVecEnv(VecEnv):
         self._episode_returns = np.zeros(num_envs, dtype=np.float64)
         self._episode_lengths = np.zeros(num_envs, dtype=np.int64)
         self._start_time = time.time()
+        self.results_writer = None
+        if monitor_file is not None:
+            header = {"t_start": self._start_time, "env_id": task_id}
+            self.results_writer = ResultsWriter(monitor_file, header=header, override_existing=override_existing)
+            if not override_existing:
+                self._start_time = self._continue_monitor_file(header)
+
+    def _continue_monitor_file(self, header: dict[str, Any]) -> float:
+        """
+        The start time of the monitor file appended to: the time its games count from, so that its rows stay in
+        order. A file that is not there yet gets ``Monitor``'s header first (``ResultsWriter`` writes none when
+        appending).
+        """
+        assert self.results_writer is not None
+        handler = self.results_writer.file_handler
+        if handler.tell() == 0:
+            handler.write(f"#{json.dumps(header)}\n")
+            self.results_writer.logger.writeheader()
+            handler.flush()
+            return header["t_start"]
+        return _monitor_start(handler.name, header["t_start"])
 
     def _make_pool(self, num_envs: int) -> Any:
         envpool = _import_envpool()
@@ -162,6 +198,8 @@ class EnvPoolVecEnv(VecEnv):
                         "l": int(self._episode_lengths[index]),
                         "t": round(time.time() - self._start_time, 6),
                     }
+                    if self.results_writer is not None:
+                        self.results_writer.write_row(infos[index]["episode"])
                     self._episode_returns[index] = 0.0
                     self._episode_lengths[index] = 0
             observations = observations.copy()  # the terminal observations in infos keep their own rows
@@ -170,6 +208,8 @@ class EnvPoolVecEnv(VecEnv):
 
     def close(self) -> None:
         self.pool.close()
+        if self.results_writer is not None:
+            self.results_writer.close()
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         if attr_name == "render_mode":
@@ -189,6 +229,15 @@ class EnvPoolVecEnv(VecEnv):
         return [issubclass(Monitor, wrapper_class) for _ in self._get_indices(indices)]
 
 
+def _monitor_start(path: str, default: float) -> float:
+    """The ``t_start`` in the header of the monitor file at ``path``; ``default`` when it has none."""
+    with open(path) as file:
+        first = file.readline()
+    if not first.startswith("#"):
+        return default
+    return float(json.loads(first[1:]).get("t_start", default))
+
+
 def make_envpool_atari_env(
     env_id: str,
     n_envs: int = 1,
@@ -196,6 +245,8 @@ def make_envpool_atari_env(
     frame_stack: int = 1,
     raw_frames: bool = False,
     num_threads: int = 0,
+    monitor_file: str | None = None,
+    override_existing: bool = True,
     **envpool_kwargs: Any,
 ) -> EnvPoolVecEnv:
     """
@@ -209,6 +260,8 @@ def make_envpool_atari_env(
     :param frame_stack: frames stacked per observation (ignored with ``raw_frames``)
     :param raw_frames: 210x160 RGB frames, one at a time, instead of the 84x84 grey stack
     :param num_threads: EnvPool's worker threads (0: EnvPool's default)
+    :param monitor_file: a ``monitor.csv`` file of the games (see :class:`EnvPoolVecEnv`); None writes none
+    :param override_existing: start ``monitor_file`` anew (True) or append to it (False)
     :param envpool_kwargs: overrides of the settings (``episodic_life=False``, ``reward_clip=False``, ...)
     """
     if isinstance(frame_stack, bool) or not isinstance(frame_stack, int | np.integer) or frame_stack < 1:
@@ -217,7 +270,8 @@ def make_envpool_atari_env(
     if raw_frames:
         settings.update(RAW_FRAME_SETTINGS)
     settings.update(envpool_kwargs)
-    return EnvPoolVecEnv(envpool_atari_task(env_id), n_envs, seed=seed, num_threads=num_threads, **settings)
+    monitor = {"monitor_file": monitor_file, "override_existing": override_existing}
+    return EnvPoolVecEnv(envpool_atari_task(env_id), n_envs, seed=seed, num_threads=num_threads, **monitor, **settings)
 
 
 def _atari_wrapper_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -245,6 +299,8 @@ def make_envpool_env(
     env_wrappers: Sequence[tuple[type, dict[str, Any]]] = (),
     frame_stack: int | None = None,
     num_threads: int = 0,
+    monitor_file: str | None = None,
+    override_existing: bool = True,
 ) -> VecEnv:
     """
     The EnvPool counterpart of an Atari env built with gymnasium wrappers (an rl_zoo3 entry's ``env_wrapper``):
@@ -259,6 +315,8 @@ def make_envpool_env(
         ``AtariWrapper`` or ``AtariRawFrames``
     :param frame_stack: frames stacked (EnvPool's own stack after ``AtariWrapper``; ``VecFrameStack`` otherwise)
     :param num_threads: EnvPool's worker threads (0: EnvPool's default)
+    :param monitor_file: a ``monitor.csv`` file of the games (see :class:`EnvPoolVecEnv`); None writes none
+    :param override_existing: start ``monitor_file`` anew (True) or append to it (False)
     :return: the VecEnv, wrapped
     """
     from stable_baselines3.common.atari_wrappers import AtariWrapper
@@ -276,13 +334,14 @@ def make_envpool_env(
             f"EnvPool builds Atari envs from AtariWrapper or AtariRawFrames settings; the env_wrapper starts with {first}"
         )
     (base, base_kwargs), rest = env_wrappers[0], env_wrappers[1:]
+    pool = {"num_threads": num_threads, "monitor_file": monitor_file, "override_existing": override_existing}
     if base is AtariWrapper:
         venv: VecEnv = make_envpool_atari_env(
-            env_id, n_envs, seed, frame_stack or 1, num_threads=num_threads, **_atari_wrapper_settings(base_kwargs)
+            env_id, n_envs, seed, frame_stack or 1, **pool, **_atari_wrapper_settings(base_kwargs)
         )
     else:
         settings = {"episodic_life": False, **_atari_wrapper_settings(base_kwargs)}  # AtariRawFrames' defaults
-        venv = make_envpool_atari_env(env_id, n_envs, seed, raw_frames=True, num_threads=num_threads, **settings)
+        venv = make_envpool_atari_env(env_id, n_envs, seed, raw_frames=True, **pool, **settings)
     for wrapper, kwargs in rest:
         if wrapper not in vec_counterparts:
             raise ValueError(f"The gymnasium wrapper {wrapper.__name__} has no VecEnv counterpart to run on EnvPool")

@@ -4,10 +4,11 @@
 rl_zoo3 builds its envs in ``ExperimentManager.create_envs`` with ``make_vec_env`` and gymnasium wrappers.
 :class:`EnvPoolExperimentManager` builds them with :func:`sb3_vpg.common.envpool_env.make_envpool_env` from the
 same entry instead: its ``env_wrapper`` (``AtariWrapper`` or ``AtariRawFrames``, then wrappers with a VecEnv
-counterpart) and ``frame_stack``, then rl_zoo3's own ``vec_env_wrapper`` and ``normalize``. EnvPool keeps its
-episode statistics itself, so no ``monitor.csv`` is written.
+counterpart) and ``frame_stack``, then rl_zoo3's own ``vec_env_wrapper`` and ``normalize``. The training envs write
+one ``monitor.csv`` of the games in the run's folder, where rl_zoo3 writes one per env.
 """
 
+import os
 from typing import Any
 
 from rl_zoo3.exp_manager import ExperimentManager
@@ -27,8 +28,16 @@ class EnvPoolExperimentManager(ExperimentManager):
 
     def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> VecEnv:
         # Overridden: EnvPool replaces make_vec_env, the gymnasium wrappers and VecFrameStack
+        # the games of the training envs are logged as rl_zoo3 logs them, in the run's folder (appended to on a resume)
+        monitor_file = None if eval_env or no_log else os.path.join(self.save_path, "monitor.csv")
         env = make_envpool_env(
-            self.env_name.gym_id, n_envs, self.seed, resolve_wrappers(self._env_wrapper_spec), self.frame_stack
+            self.env_name.gym_id,
+            n_envs,
+            self.seed,
+            resolve_wrappers(self._env_wrapper_spec),
+            self.frame_stack,
+            monitor_file=monitor_file,
+            override_existing=self.monitor_kwargs.get("override_existing", True),
         )
         if self.vec_env_wrapper is not None:
             env = self.vec_env_wrapper(env)

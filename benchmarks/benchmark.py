@@ -2,7 +2,8 @@
 VPG beside SB3's A2C and PPO: the same envs, seeds and step budgets, trained through RL Baselines3 Zoo.
 
 ``run`` trains every (env, algo, seed) that has not finished yet (it is resumable: finished runs are skipped,
-unfinished ones start again, or with ``--checkpoint-every`` go on from their newest checkpoint), each as
+unfinished ones start again, or with ``--checkpoint-every`` go on from their newest checkpoint; a run that another
+``run`` process trains, holding the lock of its ``running.lock``, is left to it), each as
 ``python -m sb3_vpg.zoo train`` with the zoo's periodic evaluation on a separate env (deterministic actions, except on
 Atari, as rl_zoo3 does). VPG takes the packaged ``vpg.yml``, A2C and PPO rl_zoo3's published hyperparameters; only the step
 budget (``-n``) is ours.
@@ -37,6 +38,7 @@ Usage::
 import argparse
 import contextlib
 import csv
+import fcntl
 import glob
 import itertools
 import json
@@ -48,6 +50,7 @@ import sys
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import IO
 
 import numpy as np
 from stored_sweep import (  # benchmarks/ is a folder of scripts: this one's folder is on the path
@@ -234,6 +237,44 @@ def train_one(args: argparse.Namespace, env: str, algo: str, seed: int) -> tuple
     return folder, seconds, code
 
 
+def take_run(folder: str) -> IO[str] | None:
+    """
+    Take the run in ``folder`` for this process: an exclusive lock on its ``running.lock`` (which then holds this
+    process's id), released when the returned file is closed or the process dies. None while another process
+    holds it.
+    """
+    file = open(os.path.join(folder, "running.lock"), "a+")  # the lock lives as long as the file stays open
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.close()
+        return None
+    file.seek(0)
+    file.truncate()
+    file.write(f"{os.getpid()}\n")
+    file.flush()
+    return file
+
+
+def train_if_free(args: argparse.Namespace, env: str, algo: str, seed: int) -> tuple[str, float, int] | None:
+    """
+    :func:`train_one`, unless another ``run`` process trains the run (it holds the lock of the run's
+    ``running.lock``) or it has finished since this process listed it: so several processes can work through one
+    results folder.
+
+    :return: as :func:`train_one`; None when the run was left to the other process or found finished
+    """
+    folder = run_dir(args.out, env, algo + args.tag, seed)
+    os.makedirs(folder, exist_ok=True)
+    lock = take_run(folder)
+    if lock is None:
+        return None
+    with lock:
+        if os.path.exists(os.path.join(folder, "done.json")):
+            return None
+        return train_one(args, env, algo, seed)
+
+
 def sweep_runs(args: argparse.Namespace) -> list[tuple[str, str, int]]:
     """The (env, algo, seed) runs of ``--env``, ``--algo`` and ``--seeds``, in order."""
     runs = list(itertools.product(args.env.split(","), expand_algos(args.algo), parse_seeds(args.seeds)))
@@ -257,11 +298,16 @@ def run(args: argparse.Namespace) -> None:
     print(f"{len(jobs)} runs to do (finished ones are skipped), {args.jobs} at a time", flush=True)
     failed = []
     with ThreadPoolExecutor(args.jobs) as pool, tqdm(total=len(jobs), unit="run") as bar:
-        futures = {pool.submit(train_one, args, *job): job for job in jobs}
+        futures = {pool.submit(train_if_free, args, *job): job for job in jobs}
         for future in as_completed(futures):
-            folder, seconds, code = future.result()
-            bar.set_postfix_str(f"{'/'.join(map(str, futures[future]))} {seconds:.0f} s")
+            name = "/".join(map(str, futures[future]))
+            outcome = future.result()
             bar.update()
+            if outcome is None:
+                bar.set_postfix_str(f"{name} left: another process trains it or has finished it")
+                continue
+            folder, seconds, code = outcome
+            bar.set_postfix_str(f"{name} {seconds:.0f} s")
             if code != 0:
                 failed.append(f"{folder} (exit {code}, see train.log)")
     if failed:

@@ -48,6 +48,40 @@ def test_benchmark_runs_resumes_and_reports(tmp_path):
     assert {(row["algo"], row["timesteps"]) for row in rows} == {(a, t) for a in ("vpg", "a2c") for t in ("2000", "4000")}
 
 
+@pytest.mark.slow
+def test_a_run_that_another_process_trains_is_left_to_it(tmp_path):
+    command = [str(BENCHMARKS / "benchmark.py"), "run", "--env", "CartPole-v1", "--algo", "vpg", "--seeds", "0,1"]
+    command += ["--steps", "1000", "--eval-freq", "500", "--eval-episodes", "1", "--out", str(tmp_path)]
+    command += ["--params", "n_envs:1", "n_steps:500", "batch_size:500"]
+    taken, free = (tmp_path / "runs" / "CartPole-v1" / "vpg" / f"seed{seed}" for seed in (0, 1))
+    taken.mkdir(parents=True)
+    hold = f"import sys, time; sys.path.insert(0, {str(BENCHMARKS)!r}); import benchmark; "
+    hold += f"lock = benchmark.take_run({str(taken)!r}); print(lock is not None, flush=True); time.sleep(600)"
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        assert benchmark.take_run(str(taken)) is None  # held by the other process
+        assert "2 runs to do" in run_script(*command)
+        # seed 0 is left to the process that holds it, seed 1 is trained
+        assert not (taken / "done.json").exists() and not (taken / "train.log").exists()
+        assert (free / "done.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is gone, and with it its lock: the next run takes seed 0
+    assert "1 runs to do" in run_script(*command)
+    assert (taken / "done.json").exists()
+
+
+def test_a_run_finished_after_the_listing_is_not_trained_again(tmp_path):
+    folder = tmp_path / "runs" / "CartPole-v1" / "vpg" / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "done.json").write_text("{}")  # another process finished it after this one listed its runs
+    args = benchmark.argparse.Namespace(out=str(tmp_path), tag="")
+    assert benchmark.train_if_free(args, "CartPole-v1", "vpg", 0) is None
+    assert sorted(path.name for path in folder.iterdir()) == ["done.json", "running.lock"]
+
+
 def test_report_lists_seeds_in_numeric_order(tmp_path):
     for seed, final in ((10, 100.0), (2, 20.0)):
         folder = tmp_path / "runs" / "CartPole-v1" / "vpg" / f"seed{seed}"

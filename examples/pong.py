@@ -10,11 +10,15 @@ Monte-Carlo update.
 
 The run logs SB3's ``progress.csv`` and TensorBoard files into ``--out`` and saves an atomic checkpoint every
 ``--checkpoint-every`` steps; started again with the same ``--out``, it resumes from the newest checkpoint.
-``rollout/ep_rew_mean`` is the mean score of the last 100 training games; ``--plot`` draws it.
+``rollout/ep_rew_mean`` is the mean score of the last 100 training games; ``--plot`` draws it, and tabulates it at a
+few step counts. ``--plot`` also takes a zoo run's folder (``python -m sb3_vpg.zoo train``, or a run of
+``benchmarks/benchmark.py``, e.g. rl_zoo3's A2C on the same engine): there the curve is the mean of the last 100 games
+of its ``monitor.csv``, at the sum of the lengths of the games finished so far.
 
     python examples/pong.py --seed 0                        # 10M steps into runs/pong/PongNoFrameskip-v4_seed0
     python examples/pong.py --entry pong-baseline --seed 0
     python examples/pong.py --plot runs/pong/*              # runs/pong/curves.png
+    python examples/pong.py --plot runs/pong/* benchmarks/results/ladder/runs/PongNoFrameskip-v4/a2c/seed0
     python examples/pong.py --tiny                          # smoke test
 """
 
@@ -52,10 +56,27 @@ def progress_files(out: str) -> list[str]:
     return sorted(glob.glob(os.path.join(out, "progress_*.csv")), key=segment_start)
 
 
+def read_monitor_curve(out: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """
+    ``(timesteps, mean score of the last 100 games, seconds)`` of a zoo run in ``out`` (or a folder below it), from
+    its monitor files: one point per game, at the sum of the lengths of the games finished by then.
+    """
+    from stable_baselines3.common.monitor import load_results
+
+    files = glob.glob(os.path.join(out, "**", "*monitor.csv"), recursive=True)
+    if not files:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    games = load_results(os.path.dirname(files[0]))  # every monitor file of that folder, in the order of the games
+    scores = games["r"].rolling(100, min_periods=1).mean()  # as SB3's rollout/ep_rew_mean
+    return games["l"].cumsum().to_numpy(float), scores.to_numpy(float), games["t"].to_numpy(float)
+
+
 def read_curve(out: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(timesteps, mean score of the last 100 games, seconds)`` of a run, across its resumes."""
     steps, scores, seconds = [], [], []
     files = progress_files(out)
+    if not files:
+        return read_monitor_curve(out)
     offset = 0.0
     for index, path in enumerate(files):
         # A resumed segment starts at its checkpoint: the rows of the one before it beyond that step are dropped
@@ -70,6 +91,12 @@ def read_curve(out: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array(steps), np.array(scores), np.array(seconds)
 
 
+def run_name(out: str) -> str:
+    """The run's folder name; with its algo's for a benchmark run (``a2c/seed0``)."""
+    parent, name = os.path.split(os.path.normpath(out))
+    return f"{os.path.basename(parent)}/{name}" if name.startswith("seed") else name
+
+
 def summary(runs: list[str], marks: tuple[float, ...] = (1e6, 2e6, 3e6, 4e6, 6e6, 8e6)) -> None:
     """A Markdown table of the runs: the mean of the last 100 games at a few step counts, and when it first reached 0."""
     print("| run | steps | " + " | ".join(f"at {mark / 1e6:g}M" for mark in marks) + " | first >= 0: steps, minutes | last |")
@@ -81,7 +108,7 @@ def summary(runs: list[str], marks: tuple[float, ...] = (1e6, 2e6, 3e6, 4e6, 6e6
         at = [f"{scores[np.searchsorted(steps, mark)]:.2f}" if steps[-1] >= mark else "" for mark in marks]
         reached = np.flatnonzero(scores >= 0)
         first = f"{steps[reached[0]] / 1e6:.2f}M, {seconds[reached[0]] / 60:.1f}" if len(reached) else "not yet"
-        name = os.path.basename(os.path.normpath(out))
+        name = run_name(out)
         print(f"| {name} | {steps[-1] / 1e6:.2f}M | " + " | ".join(at) + f" | {first} | {scores[-1]:.2f} |")
 
 
@@ -94,7 +121,7 @@ def plot(runs: list[str], png: str) -> None:
     figure, axis = plt.subplots(figsize=(7, 4))
     for out in runs:
         steps, scores, _ = read_curve(out)
-        axis.plot(steps / 1e6, scores, label=os.path.basename(os.path.normpath(out)))
+        axis.plot(steps / 1e6, scores, label=run_name(out))
     axis.axhline(0, color="grey", linewidth=0.5)
     axis.set(xlabel="env steps (millions)", ylabel="mean score, last 100 training games", ylim=(-21.5, 21.5))
     axis.set_title("VPG on Pong from pixels")

@@ -1,9 +1,11 @@
 """The examples run end to end with a tiny budget (they run fully by hand)."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Subprocesses that train: part of the full suite, left out of the fast one (-m "not slow")
@@ -54,3 +56,26 @@ def test_pong_example_runs_the_sources_experiment_and_resumes(tmp_path):
     assert "Resuming" in result.stdout and (out / "progress_512.csv").is_file()
     run_example(str(EXAMPLES / "pong.py"), "--plot", str(out), "--png", str(tmp_path / "curve.png"))
     assert (tmp_path / "curve.png").stat().st_size > 5_000
+
+
+def test_pong_plot_reads_a_zoo_runs_monitor_file(tmp_path):
+    # A benchmark run of rl_zoo3's A2C on EnvPool: its games are rows of monitor.csv, below the run's folder
+    from stable_baselines3.common.monitor import ResultsWriter
+
+    run = tmp_path / "runs" / "PongNoFrameskip-v4" / "a2c" / "seed0"
+    writer = ResultsWriter(str(run / "a2c" / "PongNoFrameskip-v4_1" / "monitor.csv"), header={"t_start": 0.0})
+    scores = np.repeat([-21.0, -5.0, 7.0], 60)  # 180 games, 1000 steps each
+    for game, score in enumerate(scores):
+        writer.write_row({"r": score, "l": 1000, "t": float(game)})
+    writer.close()
+    spec = importlib.util.spec_from_file_location("pong_example", EXAMPLES / "pong.py")
+    pong = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pong)
+    steps, means, _ = pong.read_curve(str(run))
+    np.testing.assert_array_equal(steps, 1000 * np.arange(1, 181))
+    expected = [scores[max(0, game - 99) : game + 1].mean() for game in range(180)]  # the last 100 games
+    np.testing.assert_allclose(means, expected)
+    result = run_example(str(EXAMPLES / "pong.py"), "--plot", str(run), "--png", str(tmp_path / "curve.png"))
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| a2c/seed0 |"))
+    first = 1000 * (1 + next(game for game in range(180) if expected[game] >= 0))
+    assert f"| {first / 1e6:.2f}M, " in row and row.endswith(f"| {expected[-1]:.2f} |")

@@ -26,6 +26,7 @@ import argparse
 import csv
 import glob
 import os
+import re
 
 import numpy as np
 import torch as th
@@ -118,14 +119,21 @@ def plot(runs: list[str], png: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 4))
+    figure, axis = plt.subplots(figsize=(9, 4.5))
+    # one colour per setting (the run's name without its seed), one line style per seed of it
+    settings: dict[str, int] = {}
     for out in runs:
+        name = run_name(out)
+        setting = re.sub(r"[_/]?seed\d+$", "", name)
+        seen = settings.setdefault(setting, 0)
+        settings[setting] += 1
         steps, scores, _ = read_curve(out)
-        axis.plot(steps / 1e6, scores, label=run_name(out))
+        color, style = f"C{list(settings).index(setting) % 10}", ["-", "--", ":", "-."][seen % 4]
+        axis.plot(steps / 1e6, scores, color=color, linestyle=style, linewidth=1.2, label=name)
     axis.axhline(0, color="grey", linewidth=0.5)
     axis.set(xlabel="env steps (millions)", ylabel="mean score, last 100 training games", ylim=(-21.5, 21.5))
     axis.set_title("VPG on Pong from pixels")
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     figure.savefig(png, dpi=100)
     print(f"Saved {png}")

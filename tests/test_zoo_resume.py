@@ -82,6 +82,13 @@ def test_monitor_file_is_appended_to(runs):
     assert len(lines) > len((runs["reference"] / RUN / "0.monitor.csv").read_text().splitlines())
 
 
+def test_monitor_times_go_on_from_the_first_start(runs):
+    # load_results orders the games by their time: the resumed attempt's games come after the killed one's
+    for path in (runs["killed"] / RUN).glob("*.monitor.csv"):
+        times = [float(line.split(",")[2]) for line in path.read_text().splitlines()[2:]]
+        assert times == sorted(times), path.name
+
+
 def test_finished_run_is_not_resumed(runs):
     again = zoo(*TRAIN, cwd=runs["reference"])
     assert "Resuming" not in again.stdout

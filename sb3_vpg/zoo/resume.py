@@ -12,7 +12,8 @@ the env in the log folder (``-f``) when that run is unfinished, that is when its
   on where they were, and TensorBoard writes on into the same run;
 - the VecNormalize statistics are the checkpoint's, and the envs' restart does not count in them;
 - ``evaluations.npz`` keeps the evaluations up to the checkpoint and goes on at the same evaluation steps; the best
-  model is replaced only by a better one; ``monitor.csv`` files are appended to.
+  model is replaced only by a better one; ``monitor.csv`` files are appended to, their games timed from the run's
+  first start.
 
 The steps between the newest checkpoint and the interruption are trained again. When the newest run has reached
 ``-n`` (or has no checkpoint), the command starts a new run, as rl_zoo3 does. On-policy algorithms only: an
@@ -21,6 +22,7 @@ off-policy algorithm's replay buffer is not in a checkpoint.
 
 import argparse
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -111,7 +113,10 @@ def manager_class(base: type, every: int) -> type:  # noqa: C901 (mccabe counts 
             if self._resumed is not None:
                 # Overridden to append to the run's monitor files rather than start them anew
                 self.monitor_kwargs = {**self.monitor_kwargs, "override_existing": False}
-            return super().create_envs(n_envs, eval_env, no_log)
+            env = super().create_envs(n_envs, eval_env, no_log)
+            if self._resumed is not None and not (eval_env or no_log):
+                _continue_monitor_clocks(env, self.save_path)
+            return env
 
         def _maybe_normalize(self, env: VecEnv, eval_env: bool) -> VecEnv:
             # Overridden: a resumed run's training envs normalize with the checkpoint's statistics
@@ -158,6 +163,23 @@ def manager_class(base: type, every: int) -> type:  # noqa: C901 (mccabe counts 
             self._checkpoints._calls_at_last_save = calls
 
     return ResumableExperimentManager
+
+
+def _continue_monitor_clocks(env: VecEnv, folder: str) -> None:
+    """
+    Env i's ``Monitor`` times its games from the start in the header of ``{folder}/{i}.monitor.csv``, the file it
+    appends to, so that the rows stay in time order for ``load_results`` (SB3's ``Monitor`` starts its clock anew).
+    Envs without such files (EnvPool keeps its own) are left as they are.
+    """
+    for index in range(env.num_envs):
+        path = os.path.join(folder, f"{index}.monitor.csv")
+        if not os.path.isfile(path):
+            return
+        with open(path) as file:
+            first = file.readline()
+        if first.startswith("#"):
+            start = float(json.loads(first[1:])["t_start"])
+            env.env_method("set_wrapper_attr", "t_start", start, indices=index)
 
 
 def _keep_evaluations(callback: EvalCallback, path: str, steps: int) -> None:

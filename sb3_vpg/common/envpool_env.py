@@ -39,6 +39,8 @@ import numpy as np
 from stable_baselines3.common.monitor import Monitor, ResultsWriter
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from sb3_vpg.common.reliability import monitor_start_time
+
 #: ``AtariWrapper``'s settings in EnvPool's names (SB3 ``make_atari_env`` defaults).
 ATARI_WRAPPER_SETTINGS: dict[str, Any] = {
     "noop_max": 30,
@@ -137,7 +139,8 @@ class EnvPoolVecEnv(VecEnv):
             self.results_writer.logger.writeheader()
             handler.flush()
             return header["t_start"]
-        return _monitor_start(handler.name, header["t_start"])
+        start = monitor_start_time(handler.name)
+        return header["t_start"] if start is None else start
 
     def _make_pool(self, num_envs: int) -> Any:
         envpool = _import_envpool()
@@ -227,15 +230,6 @@ class EnvPoolVecEnv(VecEnv):
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         # The episode statistics are Monitor's (evaluate_policy reads them when it finds a Monitor)
         return [issubclass(Monitor, wrapper_class) for _ in self._get_indices(indices)]
-
-
-def _monitor_start(path: str, default: float) -> float:
-    """The ``t_start`` in the header of the monitor file at ``path``; ``default`` when it has none."""
-    with open(path) as file:
-        first = file.readline()
-    if not first.startswith("#"):
-        return default
-    return float(json.loads(first[1:]).get("t_start", default))
 
 
 def make_envpool_atari_env(

@@ -22,7 +22,6 @@ off-policy algorithm's replay buffer is not in a checkpoint.
 
 import argparse
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -34,7 +33,7 @@ from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from sb3_vpg.common.reliability import AtomicCheckpointCallback, latest_checkpoint, reset_for_resume
+from sb3_vpg.common.reliability import AtomicCheckpointCallback, latest_checkpoint, monitor_start_time, reset_for_resume
 
 #: The checkpoints' folder inside a run's log folder.
 CHECKPOINTS = "checkpoints"
@@ -175,10 +174,8 @@ def _continue_monitor_clocks(env: VecEnv, folder: str) -> None:
         path = os.path.join(folder, f"{index}.monitor.csv")
         if not os.path.isfile(path):
             return
-        with open(path) as file:
-            first = file.readline()
-        if first.startswith("#"):
-            start = float(json.loads(first[1:])["t_start"])
+        start = monitor_start_time(path)
+        if start is not None:
             env.env_method("set_wrapper_attr", "t_start", start, indices=index)
 
 

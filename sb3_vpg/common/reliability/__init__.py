@@ -21,6 +21,7 @@ from sb3_vpg.common.reliability.checkpoints import (
     get_rng_state,
     latest_checkpoint,
     load_checkpoint,
+    monitor_start_time,
     reset_for_resume,
     set_rng_state,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "get_rng_state",
     "latest_checkpoint",
     "load_checkpoint",
+    "monitor_start_time",
     "parameters_watched",
     "reset_for_resume",
     "set_rng_state",

@@ -151,6 +151,18 @@ def load_checkpoint(
     return model
 
 
+def monitor_start_time(path: str, default: float | None = None) -> float | None:
+    """
+    The ``t_start`` in the header of the ``Monitor`` file at ``path`` (a resumed run appending to it times its games
+    from there, so that the rows stay in time order); ``default`` when the file has no header.
+    """
+    with open(path) as file:
+        first = file.readline()
+    if not first.startswith("#"):
+        return default
+    return float(json.loads(first[1:]).get("t_start", default))
+
+
 def reset_for_resume(model: BaseAlgorithm) -> None:
     """
     Reset ``model``'s env and set what ``learn(..., reset_num_timesteps=False)`` continues from, as ``learn`` itself

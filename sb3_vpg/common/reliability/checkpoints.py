@@ -151,16 +151,16 @@ def load_checkpoint(
     return model
 
 
-def monitor_start_time(path: str, default: float | None = None) -> float | None:
+def monitor_start_time(path: str) -> float | None:
     """
     The ``t_start`` in the header of the ``Monitor`` file at ``path`` (a resumed run appending to it times its games
-    from there, so that the rows stay in time order); ``default`` when the file has no header.
+    from there, so that the rows stay in time order); None when the file has no header.
     """
     with open(path) as file:
         first = file.readline()
     if not first.startswith("#"):
-        return default
-    return float(json.loads(first[1:]).get("t_start", default))
+        return None
+    return float(json.loads(first[1:])["t_start"])
 
 
 def reset_for_resume(model: BaseAlgorithm) -> None:

@@ -36,7 +36,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import sb3_vpg
 from sb3_vpg import VPG
-from sb3_vpg.common.reliability import AtomicCheckpointCallback, ReliabilityMixin, latest_checkpoint, load_checkpoint
+from sb3_vpg.common.reliability import (
+    AtomicCheckpointCallback,
+    ReliabilityMixin,
+    drop_games_after,
+    latest_checkpoint,
+    load_checkpoint,
+)
 from tests.reliability_envs import EPISODE_LENGTH, AlternateEnv, FaultyEnv
 
 # SubprocVecEnv workers start from a forkserver, which imports SB3 (and torch) once instead of once per worker.
@@ -248,6 +254,24 @@ def test_interrupted_save_never_leaves_a_partial_checkpoint(tmp_path):
         model.learn(2 * N_STEPS * 2, callback=checkpoints, reset_num_timesteps=False)
     assert sorted(os.listdir(tmp_path)) == saved  # no partial rl_model_96_steps.zip, not even a temporary file
     assert VPG.load(tmp_path / "rl_model_64_steps.zip").num_timesteps == 64
+
+
+def test_games_after_a_checkpoint_leave_the_monitor_file_in_place(tmp_path):
+    # A Monitor file whose games ended 1, 2, 3 and 4 s after its start; the last row is what a killed process was
+    # writing, without its line end
+    path = tmp_path / "0.monitor.csv"
+    start = 1000.0
+    header = json.dumps({"t_start": start, "env_id": "CartPole-v1"})
+    path.write_text(f"#{header}\nr,l,t\n10.0,10,1.0\n20.0,20,2.0\n30.0,30,3.0\n40.0,4")
+    with open(path, "a") as appending:  # a process that appends to the file, as a Monitor does, goes on at its end
+        assert drop_games_after(str(path), until=start + 2.0) == 2
+        appending.write("50.0,50,5.0\n")
+    assert path.read_text() == f"#{header}\nr,l,t\n10.0,10,1.0\n20.0,20,2.0\n50.0,50,5.0\n"
+    assert drop_games_after(str(path), until=start + 10.0) == 0
+
+    no_header = tmp_path / "plain.csv"
+    no_header.write_text("r,l,t\n10.0,10,1.0\n")
+    assert drop_games_after(str(no_header), until=0.0) == 0 and no_header.read_text() == "r,l,t\n10.0,10,1.0\n"
 
 
 SIGTERM_SCRIPT = """

@@ -9,6 +9,7 @@ at the first rollout from step 2500, after the checkpoint of step 2000.
 import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from stable_baselines3.common.save_util import load_from_zip_file
 
+from sb3_vpg.common.reliability import monitor_start_time
 from tests.processes import subprocess_env
 from tests.test_zoo import run, zoo
 
@@ -36,9 +38,10 @@ def runs(tmp_path_factory) -> dict[str, Any]:
     killed, reference = tmp_path_factory.mktemp("killed"), tmp_path_factory.mktemp("reference")
     crash = run("sb3_vpg.zoo", *TRAIN, KILL, cwd=killed)
     assert crash.returncode == -9, crash.stderr[-3000:]
+    killed_at = time.time()
     resumed = zoo(*TRAIN, cwd=killed)
     zoo(*TRAIN, cwd=reference)
-    return {"killed": killed, "reference": reference, "output": resumed.stdout}
+    return {"killed": killed, "reference": reference, "output": resumed.stdout, "killed_at": killed_at}
 
 
 def evaluations(cwd: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -75,11 +78,27 @@ def test_vec_normalize_statistics_continue_without_counting_the_restart(runs):
     assert counts(runs["killed"]) == counts(runs["reference"]) == pytest.approx((STEPS + 1 + 1e-4, STEPS + 1e-4))
 
 
-def test_monitor_file_is_appended_to(runs):
-    lines = (runs["killed"] / RUN / "0.monitor.csv").read_text().splitlines()
-    assert sum(line.startswith("#") for line in lines) == 1 and lines.count("r,l,t") == 1
-    # The episodes of the killed attempt stay, the resumed ones follow
-    assert len(lines) > len((runs["reference"] / RUN / "0.monitor.csv").read_text().splitlines())
+def games(path: Path) -> list[tuple[float, int, float]]:
+    """(score, length, wall time of its end) of each game of a ``Monitor`` file."""
+    start = monitor_start_time(str(path))
+    lines = path.read_text().splitlines()
+    assert sum(line.startswith("#") for line in lines) == 1 and lines.count("r,l,t") == 1, path.name
+    return [(float(r), int(length), start + float(t)) for r, length, t in (line.split(",") for line in lines[2:])]
+
+
+def test_monitor_files_keep_the_games_up_to_the_checkpoint_then_the_resumed_ones(runs):
+    # The killed attempt's games that ended after the checkpoint of step 2000 were played by a model the resume
+    # discards; the resumed attempt plays those steps again. Before the checkpoint, the killed run was the
+    # uninterrupted run (same seed): the same games.
+    checkpoint = (runs["killed"] / RUN / "checkpoints" / "rl_model_2000_steps.zip").stat().st_mtime
+    files = sorted((runs["killed"] / RUN).glob("*.monitor.csv"))
+    assert files
+    for path in files:
+        killed, reference = games(path), games(runs["reference"] / RUN / path.name)
+        kept = [game[:2] for game in killed if game[2] <= checkpoint]
+        assert kept and kept == [game[:2] for game in reference[: len(kept)]], path.name
+        assert not [game for game in killed if checkpoint < game[2] < runs["killed_at"]], path.name
+        assert [game for game in killed if game[2] > runs["killed_at"]], path.name  # the resumed attempt's follow
 
 
 def test_monitor_times_go_on_from_the_first_start(runs):

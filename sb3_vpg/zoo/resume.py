@@ -12,8 +12,8 @@ the env in the log folder (``-f``) when that run is unfinished, that is when its
   on where they were, and TensorBoard writes on into the same run;
 - the VecNormalize statistics are the checkpoint's, and the envs' restart does not count in them;
 - ``evaluations.npz`` keeps the evaluations up to the checkpoint and goes on at the same evaluation steps; the best
-  model is replaced only by a better one; ``monitor.csv`` files are appended to, their games timed from the run's
-  first start.
+  model is replaced only by a better one; ``monitor.csv`` files keep the games that ended before the checkpoint was
+  written (its file's modification time) and are appended to, their games timed from the run's first start.
 
 The steps between the newest checkpoint and the interruption are trained again. When the newest run has reached
 ``-n`` (or has no checkpoint), the command starts a new run, as rl_zoo3 does. On-policy algorithms only: an
@@ -22,6 +22,7 @@ off-policy algorithm's replay buffer is not in a checkpoint.
 
 import argparse
 import contextlib
+import glob
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -33,7 +34,13 @@ from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from sb3_vpg.common.reliability import AtomicCheckpointCallback, latest_checkpoint, monitor_start_time, reset_for_resume
+from sb3_vpg.common.reliability import (
+    AtomicCheckpointCallback,
+    drop_games_after,
+    latest_checkpoint,
+    monitor_start_time,
+    reset_for_resume,
+)
 
 #: The checkpoints' folder inside a run's log folder.
 CHECKPOINTS = "checkpoints"
@@ -87,8 +94,11 @@ def manager_class(base: type, every: int) -> type:  # noqa: C901 (mccabe counts 
             self._target_timesteps = self.n_timesteps
             self._resumed = self._unfinished_run()
             if self._resumed is not None:
-                self.save_path, _ = self._resumed
+                self.save_path, (model_path, _, _) = self._resumed
                 self.params_path = os.path.join(self.save_path, str(self.env_name))
+                # The games played after the checkpoint are played again: the killed attempt's rows of them go
+                for monitor_file in glob.glob(os.path.join(self.save_path, "*monitor.csv")):
+                    drop_games_after(monitor_file, os.path.getmtime(model_path))
                 # rl_zoo3 then builds the model through _load_pretrained_agent, overridden below
                 self.continue_training = True
 

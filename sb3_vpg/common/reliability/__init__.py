@@ -18,6 +18,7 @@ from sb3_vpg.common.reliability.algorithm import ReliabilityMixin
 from sb3_vpg.common.reliability.checkpoints import (
     AtomicCheckpointCallback,
     atomic_write,
+    drop_games_after,
     get_rng_state,
     latest_checkpoint,
     load_checkpoint,
@@ -48,6 +49,7 @@ __all__ = [
     "check_parameters",
     "check_returns",
     "check_rewards",
+    "drop_games_after",
     "get_rng_state",
     "latest_checkpoint",
     "load_checkpoint",

@@ -163,6 +163,35 @@ def monitor_start_time(path: str) -> float | None:
     return float(json.loads(first[1:])["t_start"])
 
 
+def drop_games_after(path: str, until: float) -> int:
+    """
+    Leave out of the ``Monitor`` file at ``path`` the games that ended after ``until`` (a wall time, in seconds since
+    the epoch): a run resumed from a checkpoint saved at ``until`` plays those steps again, with the checkpoint's
+    model, so the games its killed attempt finished after the checkpoint are not part of the run. The file is
+    rewritten in place, so that a process appending to it goes on at its new end.
+
+    :return: the number of games left out (0 for a file without a header, whose rows carry no wall time)
+    """
+    start = monitor_start_time(path)
+    if start is None:
+        return 0
+    with open(path, "r+") as file:
+        lines = file.read().splitlines(keepends=True)
+        if len(lines) < 2:
+            return 0
+        header, columns, *games = lines
+        time_column = columns.strip().split(",").index("t")
+        # A row without its line end is what a killed process was writing: it goes too
+        kept = [row for row in games if row.endswith("\n") and start + float(row.split(",")[time_column]) <= until]
+        if len(kept) < len(games):
+            file.seek(0)
+            file.writelines([header, columns, *kept])
+            file.truncate()
+            file.flush()
+            os.fsync(file.fileno())
+    return len(games) - len(kept)
+
+
 def reset_for_resume(model: BaseAlgorithm) -> None:
     """
     Reset ``model``'s env and set what ``learn(..., reset_num_timesteps=False)`` continues from, as ``learn`` itself

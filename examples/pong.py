@@ -17,12 +17,14 @@ of its ``monitor.csv``, at the sum of the lengths of the games finished so far.
 
     python examples/pong.py --seed 0                        # 10M steps into runs/pong/PongNoFrameskip-v4_seed0
     python examples/pong.py --entry pong-baseline --seed 0
+    python examples/pong.py --entry atari-mc --params use_baseline:False n_steps:128 batch_size:None   # other VPG arguments
     python examples/pong.py --plot runs/pong/*              # runs/pong/curves.png
     python examples/pong.py --plot runs/pong/* benchmarks/results/ladder/runs/PongNoFrameskip-v4/a2c/seed0
     python examples/pong.py --tiny                          # smoke test
 """
 
 import argparse
+import ast
 import csv
 import glob
 import os
@@ -139,12 +141,28 @@ def plot(runs: list[str], png: str) -> None:
     print(f"Saved {png}")
 
 
+def parse_params(items: list[str]) -> dict[str, object]:
+    """``["use_baseline:False", "n_steps:128"]`` -> ``{"use_baseline": False, "n_steps": 128}`` (as rl_zoo3's ``-params``;
+    a value that is not a Python literal stays a string)."""
+    params: dict[str, object] = {}
+    for item in items:
+        key, colon, text = item.partition(":")
+        if not colon or not key:
+            raise SystemExit(f"pong.py: --params takes NAME:VALUE items, got {item!r}")
+        try:
+            params[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            params[key] = text
+    return params
+
+
 def train(args: argparse.Namespace) -> None:
     run, hyperparams = load_hyperparams(args.entry)
     total = args.steps or run["n_timesteps"]
     n_envs = args.n_envs or run["n_envs"]
     if args.tiny:
         total, n_envs, hyperparams["n_steps"] = args.steps or 512, 2, 128
+    hyperparams.update(parse_params(args.params))
     out = args.out or os.path.join("runs", "pong", f"{args.entry}_seed{args.seed}")
     checkpoints = os.path.join(out, "checkpoints")
     env: VecEnv = make_env(ENV_ID, run, n_envs, args.seed, args.vec_env)
@@ -175,6 +193,13 @@ def main() -> None:
     parser.add_argument("--entry", default=ENV_ID, help="vpg.yml entry: PongNoFrameskip-v4, pong-baseline, atari, ...")
     parser.add_argument("--steps", type=int, default=None, help="total env steps (default: n_timesteps of the entry)")
     parser.add_argument("--n-envs", type=int, default=None, help="default: n_envs of the entry")
+    parser.add_argument(
+        "--params",
+        nargs="*",
+        default=[],
+        metavar="NAME:VALUE",
+        help="VPG arguments that replace the entry's (a new run; a resumed one keeps its checkpoint's)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vec-env", default=default_engine(), choices=["envpool", "subproc", "dummy"])
     parser.add_argument("--out", default=None, help="run folder (default: runs/pong/ENTRY_seedSEED)")

@@ -58,6 +58,16 @@ def test_pong_example_runs_the_sources_experiment_and_resumes(tmp_path):
     assert (tmp_path / "curve.png").stat().st_size > 5_000
 
 
+def test_pong_params_replace_the_entrys_arguments(tmp_path):
+    # The entry has no critic; with --params use_baseline:True the run fits one and logs its loss
+    result = run_example(str(EXAMPLES / "pong.py"), "--tiny", "--out", str(tmp_path), "--params", "use_baseline:True")
+    assert "value_loss" in result.stdout
+    bad = subprocess.run(
+        [sys.executable, str(EXAMPLES / "pong.py"), "--tiny", "--params", "n_steps"], capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "--params takes NAME:VALUE items, got 'n_steps'" in bad.stderr
+
+
 def test_pong_plot_reads_a_zoo_runs_monitor_file(tmp_path):
     # A benchmark run of rl_zoo3's A2C on EnvPool: its games are rows of monitor.csv, below the run's folder
     from stable_baselines3.common.monitor import ResultsWriter

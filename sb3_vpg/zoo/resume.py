@@ -96,7 +96,7 @@ def manager_class(base: type, every: int) -> type:  # noqa: C901 (mccabe counts 
             if self._resumed is not None:
                 self.save_path, (model_path, _, _) = self._resumed
                 self.params_path = os.path.join(self.save_path, str(self.env_name))
-                # The games played after the checkpoint are played again: the killed attempt's rows of them go
+                # The steps after the checkpoint are trained again: the killed attempt's games in them are left out
                 for monitor_file in glob.glob(os.path.join(self.save_path, "*monitor.csv")):
                     drop_games_after(monitor_file, os.path.getmtime(model_path))
                 # rl_zoo3 then builds the model through _load_pretrained_agent, overridden below

@@ -13,4 +13,6 @@ if ! "$tmp/venv/bin/python" -m pip install --disable-pip-version-check -e ".[doc
     cat "$tmp/pip.log" >&2
     exit 1
 fi
-"$tmp/venv/bin/sphinx-build" -q -W --keep-going -b html docs "${DOCS_OUT:-$tmp/html}"
+# python -m sphinx, not the venv's sphinx-build script: where Sphinx is already in the base packages, pip installs no
+# script into the venv
+"$tmp/venv/bin/python" -m sphinx -q -W --keep-going -b html docs "${DOCS_OUT:-$tmp/html}"

@@ -69,6 +69,7 @@ from stored_sweep import (  # benchmarks/ is a folder of scripts: this one's fol
 )
 
 from sb3_vpg.common.reliability import latest_checkpoint
+from sb3_vpg.hyperparams import load_hyperparams
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -121,6 +122,14 @@ ALGOS = {
 #: ``--algo ladder``: the rungs in order, from pure REINFORCE to SB3's PPO
 LADDER = ["reinforce", "reinforce_norm", "reinforce_baseline", "vpg_gae", "actor_critic", "a2c", "ppo"]
 
+#: rl_zoo3 -params that replace an Atari entry's env with the one of vpg.yml's PongNoFrameskip-v4 entry (the source's
+#: preprocessing, one difference frame, no stack) and its CnnPolicy with an MlpPolicy
+PONG_SOURCE_ENV = [
+    f"env_wrapper:{load_hyperparams('PongNoFrameskip-v4')[0]['env_wrapper']!r}",
+    "frame_stack:None",
+    "policy:'MlpPolicy'",
+]
+
 #: (env, algo) -> -params that env needs for that algo, after the algo's own
 ENV_PARAMS = {
     # Monte-Carlo rungs learn only from episodes that end inside the rollout; these episodes last 1000 steps (4 envs
@@ -136,6 +145,15 @@ ENV_PARAMS = {
         "policy_kwargs:dict(net_arch=dict(pi=[200],vf=[200]),sparse_input=True,optimizer_class=th.optim.RMSprop,"
         "optimizer_kwargs=dict(alpha=0.99,eps=1e-5,weight_decay=0))"
     ],
+    # SB3's A2C and PPO on Pong see what the VPG rungs see, so that the rungs differ in the algorithm alone: the
+    # entry's env (the source's difference frames, UP/DOWN) and network (200 hidden units each for the actor and the
+    # critic; SB3's policies have no sparse first layer, which changes the speed, not the function), with rl_zoo3's
+    # Atari step settings (n_envs, n_steps, rates, coefficients, A2C's RMSpropTFLike) for everything else
+    ("PongNoFrameskip-v4", "a2c"): [
+        *PONG_SOURCE_ENV,
+        "policy_kwargs:'dict(net_arch=dict(pi=[200],vf=[200]),optimizer_class=RMSpropTFLike,optimizer_kwargs=dict(eps=1e-5))'",
+    ],
+    ("PongNoFrameskip-v4", "ppo"): [*PONG_SOURCE_ENV, "policy_kwargs:dict(net_arch=dict(pi=[200],vf=[200]))"],
 }
 
 

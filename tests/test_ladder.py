@@ -8,6 +8,7 @@ never imports rl_zoo3 (it patches gymnasium's ``TimeLimit`` process-wide): the `
 ``StoreDict`` does, and the slow test goes through the zoo itself in a subprocess.
 """
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,9 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 import torch as th
+import yaml
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.utils import LinearSchedule
 
 from sb3_vpg import VPG
@@ -190,3 +194,66 @@ def test_ladder_runs_through_the_zoo(tmp_path):
             assert actual == value, (rung, name, actual, value)
     for zoo_algo in ("a2c", "ppo"):
         assert list((tmp_path / "runs" / "CartPole-v1" / zoo_algo / "seed0" / zoo_algo).glob("CartPole-v1_*/*.zip"))
+
+
+def zoo_atari_settings(zoo_algo: str) -> dict:
+    """rl_zoo3's published ``atari`` entry of ``zoo_algo``, read from its file (this process never imports rl_zoo3)."""
+    (folder,) = importlib.util.find_spec("rl_zoo3").submodule_search_locations
+    return yaml.safe_load((Path(folder) / "hyperparams" / f"{zoo_algo}.yml").read_text())["atari"]
+
+
+@pytest.mark.parametrize("zoo_algo", ["a2c", "ppo"])
+def test_pong_a2c_and_ppo_rungs_see_what_the_vpg_rungs_see(zoo_algo):
+    # SB3's A2C and PPO on Pong differ from the VPG rungs in the algorithm alone: the entry's env (difference frames,
+    # UP/DOWN, no frame stack) and its 200-unit actor and critic; rl_zoo3's Atari step settings stay
+    pytest.importorskip("ale_py")
+    published = zoo_atari_settings(zoo_algo)
+    zoo_algo_, params = benchmark.zoo_params("PongNoFrameskip-v4", zoo_algo)
+    assert zoo_algo_ == zoo_algo
+    settings = dict(published)
+    for param in params:  # evaluated as rl_zoo3's StoreDict does, then its policy_kwargs string as the zoo does
+        key, _, value = param.partition(":")
+        settings[key] = eval(value, {"th": th})
+    if isinstance(settings["policy_kwargs"], str):
+        settings["policy_kwargs"] = eval(settings["policy_kwargs"], {"RMSpropTFLike": RMSpropTFLike})
+    entry_run, _ = load_hyperparams("PongNoFrameskip-v4")
+    assert settings["env_wrapper"] == entry_run["env_wrapper"]
+    assert settings["frame_stack"] is None and settings["policy"] == "MlpPolicy"
+    assert settings["policy_kwargs"]["net_arch"] == {"pi": [200], "vf": [200]}
+    kept = {key for key in published if key not in ("env_wrapper", "frame_stack", "policy", "policy_kwargs")}
+    assert {key: settings[key] for key in kept} == {key: published[key] for key in kept}  # n_envs, n_steps, rates...
+    if zoo_algo == "a2c":  # the published optimizer survives the new network
+        assert settings["policy_kwargs"]["optimizer_class"] is RMSpropTFLike
+        assert (
+            settings["policy_kwargs"]["optimizer_kwargs"]
+            == eval(published["policy_kwargs"], {"RMSpropTFLike": RMSpropTFLike})["optimizer_kwargs"]
+        )
+    vpg_run, vpg_kwargs = rung_settings("PongNoFrameskip-v4", "actor_critic")
+    vpg_env = make_env("PongNoFrameskip-v4", vpg_run, n_envs=1)
+    env = make_env("PongNoFrameskip-v4", {**entry_run, "frame_stack": settings["frame_stack"]}, n_envs=1)
+    algo_class = {"a2c": A2C, "ppo": PPO}[zoo_algo]
+    model = algo_class(settings["policy"], env, policy_kwargs=settings["policy_kwargs"])
+    vpg = VPG(vpg_run["policy"], vpg_env, **vpg_kwargs)
+    assert model.observation_space == vpg.observation_space and model.action_space == vpg.action_space
+    layers = [
+        (layer.in_features, layer.out_features)
+        for layer in model.policy.mlp_extractor.modules()
+        if isinstance(layer, th.nn.Linear)
+    ]
+    assert layers == [(6400, 200), (6400, 200)]
+    env.close()
+    vpg_env.close()
+
+
+@pytest.mark.slow
+def test_pong_a2c_and_ppo_rungs_through_the_zoo_on_envpool(tmp_path):
+    # rl_zoo3 takes the rungs' env_wrapper, frame_stack and policy from -params, and EnvPool runs that env
+    pytest.importorskip("envpool")
+    command = [str(BENCHMARKS / "benchmark.py"), "run", "--env", "PongNoFrameskip-v4", "--algo", "a2c,ppo"]
+    command += ["--seeds", "0", "--steps", "200", "--eval-freq", "100000", "--vec-env", "envpool", "--out", str(tmp_path)]
+    result = subprocess.run([sys.executable, *command], check=False, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for zoo_algo, algo_class in (("a2c", A2C), ("ppo", PPO)):
+        (path,) = (tmp_path / "runs" / "PongNoFrameskip-v4" / zoo_algo / "seed0" / zoo_algo).glob("*/PongNoFrameskip-v4.zip")
+        model = algo_class.load(path, device="cpu")
+        assert model.observation_space.shape == (6400,) and model.action_space.n == 2, zoo_algo

@@ -3,16 +3,21 @@ Seeded runs give, bit for bit, the parameters recorded from an earlier version o
 
 Each configuration trains two rollouts on CPU; the test compares a SHA-256 of the policy's parameters (and of
 the last rollout's buffer arrays) with ``tests/data/recorded_runs.json``, so a refactoring that changes any
-number of a seeded run fails here. The recording holds the versions of torch and Stable-Baselines3 it was made
-with: their kernels and random streams may change the numbers, so the comparison is skipped under other ones.
+number of a seeded run fails here. Each recording holds the versions of torch and Stable-Baselines3 it was made
+with, and the machine: the CPU's maker and the instruction set torch's kernels use (AVX2, AVX512). Their kernels and
+random streams change the last bits of the numbers (an Intel AVX-512 machine and an AMD AVX2 one differ by about
+1e-7 of a parameter sum), so a run is compared with the recording of its own versions and machine, and the
+comparison is skipped where there is none.
 
-To record again (only when a change of the numbers is intended, and say so in the CHANGELOG)::
+To record on this machine (a machine not recorded yet, when the code is the one that passed on a recorded machine;
+or, on every recorded machine, when a change of the numbers is intended, said so in the CHANGELOG)::
 
     python -m tests.test_recorded_runs
 """
 
 import hashlib
 import json
+import platform
 from pathlib import Path
 
 import gymnasium as gym
@@ -157,16 +162,39 @@ def run(name: str) -> dict:
     }
 
 
+def cpu_vendor() -> str:
+    """The CPU's maker as Linux names it (``GenuineIntel``, ``AuthenticAMD``), else the platform's processor."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            return next(line.split(":", 1)[1].strip() for line in file if line.startswith("vendor_id"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def versions() -> dict:
-    return {"torch": th.__version__.split("+")[0], "stable_baselines3": stable_baselines3.__version__}
+    """What a recording's numbers depend on besides the code."""
+    return {
+        "torch": th.__version__.split("+")[0],
+        "stable_baselines3": stable_baselines3.__version__,
+        "cpu": f"{cpu_vendor()} {th.backends.cpu.get_cpu_capability()}",
+    }
+
+
+def recorded_here(recorded: dict, current: dict) -> bool:
+    """Whether a recording's versions are the current ones. The first recording names the CPU's maker alone (its
+    instruction set was not recorded), and stands for that maker's CPUs."""
+    recorded, current = dict(recorded), dict(current)
+    cpu, current_cpu = recorded.pop("cpu"), current.pop("cpu")
+    return recorded == current and cpu in (current_cpu, current_cpu.split()[0])
 
 
 @pytest.fixture(scope="module")
 def recording() -> dict:
-    recorded = json.loads(RECORDING.read_text())
-    if recorded["versions"] != versions():
-        pytest.skip(f"recorded under {recorded['versions']}, running under {versions()}")
-    return recorded["runs"]
+    recordings = json.loads(RECORDING.read_text())["recordings"]
+    for recorded in recordings:
+        if recorded_here(recorded["versions"], versions()):
+            return recorded["runs"]
+    pytest.skip(f"recorded under {[recorded['versions'] for recorded in recordings]}, running under {versions()}")
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -186,5 +214,7 @@ if __name__ == "__main__":
     for config in CONFIGS:
         runs[config] = run(config)
         print(config, runs[config], flush=True)
-    RECORDING.parent.mkdir(exist_ok=True)
-    RECORDING.write_text(json.dumps({"versions": versions(), "runs": runs}, indent=1) + "\n")
+    # this machine's recording replaces its own, if any, and the other machines' stay
+    others = [r for r in json.loads(RECORDING.read_text())["recordings"] if r["versions"] != versions()]
+    recordings = [*others, {"versions": versions(), "runs": runs}]
+    RECORDING.write_text(json.dumps({"recordings": recordings}, indent=1) + "\n")

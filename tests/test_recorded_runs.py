@@ -5,7 +5,7 @@ Each configuration trains two rollouts on CPU; the test compares a SHA-256 of th
 the last rollout's buffer arrays) with ``tests/data/recorded_runs.json``, so a refactoring that changes any
 number of a seeded run fails here. Each recording holds the versions of torch and Stable-Baselines3 it was made
 with, and the machine: the CPU's maker and the instruction set torch's kernels use (AVX2, AVX512). Their kernels and
-random streams change the last bits of the numbers (an Intel AVX-512 machine and an AMD AVX2 one differ by about
+random streams change the last bits of the numbers (an Intel AVX-512 machine and an AMD one differ by about
 1e-7 of a parameter sum), so a run is compared with the recording of its own versions and machine, and the
 comparison is skipped where there is none.
 

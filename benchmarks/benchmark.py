@@ -21,7 +21,8 @@ with a band of one standard deviation).
 machine, a journal file ``path.log``): each worker queues the runs that no worker has done or is doing, takes them
 one at a time (each run is done once), trains them as above, and stores each run's evaluation curve in the
 storage, where ``report --storage URL`` reads it. The sweep is an Optuna study (``--study-name``), a run one trial;
-a run whose worker dies (its heartbeat stops) is queued again for another worker (:class:`StoredSweep`).
+a run whose worker dies (its heartbeat stops, or on a journal file the lock it held on the run's folder is
+released) is queued again for another worker (:class:`StoredSweep`).
 
 Usage::
 
@@ -38,6 +39,7 @@ Usage::
 import argparse
 import contextlib
 import csv
+import datetime
 import fcntl
 import glob
 import itertools
@@ -53,6 +55,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import IO
 
 import numpy as np
+from optuna.trial import FrozenTrial
 from stored_sweep import (  # benchmarks/ is a folder of scripts: this one's folder is on the path
     POLL_SECONDS,
     RETRIES,
@@ -72,6 +75,8 @@ from sb3_vpg.common.reliability import latest_checkpoint
 from sb3_vpg.hyperparams import load_hyperparams
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+#: How long a stored run whose worker has not yet recorded its folder may go before another worker looks for it
+CLAIM_SECONDS = 60.0
 
 #: Benchmark name -> (rl_zoo3 algo, extra ``-params``)
 ALGOS = {
@@ -274,6 +279,28 @@ def take_run(folder: str) -> IO[str] | None:
     return file
 
 
+def run_is_free(args: argparse.Namespace, trial: FrozenTrial) -> bool:
+    """
+    Whether no process holds the run of a stored sweep's running ``trial`` (its worker died): the ``running.lock``
+    of the run's folder is free. The folder is the one the trial's worker recorded once it held the lock; one
+    this machine does not see is another machine's, taken as held. A trial without it is looked for under this
+    worker's ``--out``, once its worker has had :data:`CLAIM_SECONDS` to take it (or has died trying).
+    """
+    recorded = trial.user_attrs.get("folder")
+    if recorded is None:
+        claimed = trial.datetime_start or datetime.datetime.now()
+        if datetime.datetime.now() - claimed < datetime.timedelta(seconds=CLAIM_SECONDS):
+            return False
+    folder = recorded or run_dir(args.out, *run_key(trial))
+    if not os.path.isdir(folder):
+        return recorded is None
+    lock = take_run(folder)
+    if lock is None:
+        return False
+    lock.close()
+    return True
+
+
 def train_if_free(args: argparse.Namespace, env: str, algo: str, seed: int) -> tuple[str, float, int] | None:
     """
     :func:`train_one`, unless another ``run`` process trains the run (it holds the lock of the run's
@@ -353,18 +380,27 @@ def work(args: argparse.Namespace, sweep: StoredSweep, runs: dict[RunKey, tuple[
     failed = []
     while True:
         start = sweep.seconds
-        sweep.fail_stale()
+        for number in sweep.fail_stale(lambda trial: run_is_free(args, trial)):
+            print(f"{sweep.worker}: trial {number}'s worker is gone (nobody holds its run): queued again", flush=True)
         trial = sweep.claim(runs)
         if trial is None:
-            if not (sweep.heartbeat_interval and sweep.active(runs)):  # without a heartbeat nothing comes back
+            if not sweep.active(runs):
                 return failed
-            time.sleep(min(POLL_SECONDS, sweep.heartbeat_interval))
+            time.sleep(min(POLL_SECONDS, sweep.heartbeat_interval or POLL_SECONDS))
             continue
         key = run_key(trial)
         name = f"{key[0]}/{key[1]}/seed{key[2]}"
+        folder = run_dir(args.out, *key)
+        os.makedirs(folder, exist_ok=True)
+        lock = take_run(folder)  # what tells other workers, without a heartbeat, that this one is alive
+        if lock is None:
+            sweep.finish(trial, None, {"left_to": "the process that holds the run's running.lock"}, ok=False)
+            print(f"{sweep.worker}: {name} left: another process trains it in {folder}", flush=True)
+            continue
         print(f"{sweep.worker}: {name} starts (trial {trial.number})", flush=True)
         try:
-            with sweep.heartbeat(trial):
+            with lock, sweep.heartbeat(trial):
+                sweep.record(trial, {"folder": os.path.abspath(folder)})
                 folder, seconds, code = train_one(args, *runs[key])
         except BaseException:
             with contextlib.suppress(Exception):  # the storage may be what failed

@@ -17,7 +17,7 @@ import threading
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import optuna
@@ -29,6 +29,7 @@ STUDY_NAME = "benchmark"
 RETRIES = 3
 #: The longest pause of a worker that waits for other workers' runs (one of them may die and come back to the queue)
 POLL_SECONDS = 10.0
+CLAIM_SECONDS = 60.0
 #: The settings every run of a stored sweep shares: its table and curves compare runs of one budget
 SWEEP_SETTINGS = ("steps", "eval_freq", "eval_episodes")
 #: The trial states of a run that a worker runs or will run
@@ -73,7 +74,9 @@ class StoredSweep:
 
     A running run records a heartbeat (a database storage with ``heartbeat_interval``): a run whose heartbeat
     stops for the storage's grace period, its worker dead, is marked ``FAIL`` by the next worker that looks
-    (:meth:`fail_stale`), and the storage's retry callback queues it again with its attributes.
+    (:meth:`fail_stale`), and the storage's retry callback queues it again with its attributes. A journal file has
+    no heartbeat: there a worker holds a lock while it runs a run, which the system releases when the worker dies,
+    and :meth:`fail_stale` asks whether anyone still holds it.
 
     :param storage: the sweep's storage (with the study ``study_name`` in it)
     :param study_name: the sweep's study
@@ -164,11 +167,34 @@ class StoredSweep:
         return any(run_key(trial) in runs for trial in self.trials(*LIVE))
 
     @_timed
-    def fail_stale(self) -> None:
-        """Mark ``FAIL`` the runs of dead workers (their heartbeat stopped), which the retry callback queues again."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # Optuna calls it experimental
-            optuna.storages.fail_stale_trials(self.study)
+    def fail_stale(self, unheld: Callable[[FrozenTrial], bool]) -> list[int]:
+        """
+        Mark ``FAIL`` the runs of dead workers and queue them again. With a heartbeat, the runs whose heartbeat
+        stopped (the storage's retry callback queues them); without one, the running runs that ``unheld`` says no
+        worker holds: a worker killed with its machine or its session leaves its run ``RUNNING`` in a journal
+        file, where the run would otherwise never come back.
+
+        :param unheld: whether no worker holds a running run (asked only without a heartbeat)
+        :return: the numbers of the trials failed here without a heartbeat
+        """
+        if self.heartbeat_interval:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # Optuna calls it experimental
+                optuna.storages.fail_stale_trials(self.study)
+            return []
+        failed = []
+        for trial in self.trials(TrialState.RUNNING):
+            if run_key(trial) is None or not unheld(trial):
+                continue
+            trial_id = self._trial_id(trial)
+            try:
+                self.storage.set_trial_user_attr(trial_id, "dead_worker", True)
+                self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker found it first, and queued it
+            self.study.enqueue_trial({}, user_attrs={name: trial.user_attrs[name] for name in RUN_ATTRS})
+            failed.append(trial.number)
+        return failed
 
     @contextlib.contextmanager
     def heartbeat(self, trial: FrozenTrial) -> Iterator[None]:
@@ -223,6 +249,12 @@ class StoredSweep:
         except optuna.exceptions.UpdateFinishedTrialError:
             return False
         return True
+
+    @_timed
+    def record(self, trial: FrozenTrial, attrs: dict) -> None:
+        """Add user attributes to a run this worker holds."""
+        for name, value in attrs.items():
+            self.storage.set_trial_user_attr(self._trial_id(trial), name, value)
 
     @_timed
     def release(self, trial: FrozenTrial) -> None:

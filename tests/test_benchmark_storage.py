@@ -8,6 +8,7 @@ reports are subprocesses, and the storage is read here with Optuna alone.
 """
 
 import csv
+import datetime
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -102,16 +104,64 @@ def test_a_dead_workers_run_is_queued_again(tmp_path):
     runs = {key(0): ["ent_coef:0.01"]}
     dead.enqueue(runs)
     held = dead.claim(runs)  # then its worker dies: no more heartbeats
-    alive.fail_stale()
+    assert alive.fail_stale(lambda trial: True) == []  # with a heartbeat, the heartbeat decides
     assert alive.claim(runs) is None and alive.active(runs)  # not stale yet: the other worker waits
     time.sleep(3)
-    alive.fail_stale()
+    alive.fail_stale(lambda trial: False)
     assert {trial.number: trial.state for trial in alive.trials()}[held.number] == TrialState.FAIL
     again = alive.claim(runs)
     assert again.number != held.number and stored_sweep.run_key(again) == key(0)
     assert again.user_attrs["params"] == ["ent_coef:0.01"] and again.user_attrs["worker"] == "alive"
     # The "dead" worker was only stalled: its late result is dropped, the retry is the run
     assert not dead.finish(held, (np.array([10]), np.array([1.0])), {}, ok=True)
+
+
+def journal_storage(path: Path) -> optuna.storages.JournalStorage:
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def test_without_a_heartbeat_a_run_nobody_holds_is_queued_again(tmp_path):
+    # A journal file has no heartbeat: the caller says which running runs no worker holds
+    dead, alive = (
+        new_sweep(journal_storage(tmp_path / "s.log"), "dead"),
+        new_sweep(journal_storage(tmp_path / "s.log"), "alive"),
+    )
+    runs = {key(0): ["ent_coef:0.01"], key(1): []}
+    dead.enqueue(runs)
+    held, other = dead.claim(runs), dead.claim(runs)
+    asked = []
+    assert alive.fail_stale(lambda trial: asked.append(trial.number) or False) == []
+    assert sorted(asked) == [held.number, other.number] and alive.claim(runs) is None and alive.active(runs)
+    assert alive.fail_stale(lambda trial: trial.number == held.number) == [held.number]
+    states = {trial.number: trial.state for trial in alive.trials()}
+    assert states == {held.number: TrialState.FAIL, other.number: TrialState.RUNNING, 2: TrialState.WAITING}
+    assert alive.trials(TrialState.FAIL)[0].user_attrs["dead_worker"] is True
+    again = alive.claim(runs)
+    assert again.number == 2 and stored_sweep.run_key(again) == key(0) and again.user_attrs["params"] == ["ent_coef:0.01"]
+    assert dead.fail_stale(lambda trial: trial.number == held.number) == []  # failed once, queued once
+    assert len(alive.trials()) == 3
+    assert not dead.finish(held, (np.array([10]), np.array([1.0])), {}, ok=True)  # the retry is the run
+
+
+def test_a_run_is_free_when_nobody_holds_its_folder(tmp_path):
+    args = SimpleNamespace(out=str(tmp_path / "out"))  # this worker's --out
+    folder = Path(benchmark.run_dir(args.out, *key(0)))
+    long_ago = datetime.datetime.now() - datetime.timedelta(seconds=benchmark.CLAIM_SECONDS + 1)
+
+    def trial(started=long_ago, **attrs):
+        user_attrs = {"env": "CartPole-v1", "algo": "vpg", "seed": 0, **attrs}
+        return SimpleNamespace(user_attrs=user_attrs, datetime_start=started)
+
+    assert benchmark.run_is_free(args, trial())  # claimed long ago, never took its folder: died as it claimed
+    assert not benchmark.run_is_free(args, trial(datetime.datetime.now()))  # may be taking it now
+    assert not benchmark.run_is_free(args, trial(folder=str(tmp_path / "elsewhere")))  # another machine's folder
+    folder.mkdir(parents=True)
+    recorded = trial(datetime.datetime.now(), folder=str(folder))
+    lock = benchmark.take_run(str(folder))
+    assert not benchmark.run_is_free(args, recorded) and not benchmark.run_is_free(args, trial())
+    lock.close()  # what the system does when the worker dies
+    assert benchmark.run_is_free(args, recorded) and benchmark.run_is_free(args, trial())
+    assert benchmark.take_run(str(folder)) is not None  # asking did not keep the lock
 
 
 def test_a_run_keeps_its_params(tmp_path):
@@ -292,6 +342,34 @@ def test_killed_worker_run_is_redone_by_another_worker(database, workers, tmp_pa
     assert retry.state == TrialState.COMPLETE and stored_sweep.run_key(retry) == stored_sweep.run_key(killed)
     assert pid_of(retry) == workers.processes[1].pid
     assert complete_runs(trials.values()) == runs
+
+
+@pytest.mark.slow
+def test_on_a_journal_file_a_killed_workers_run_is_redone_by_the_next_worker(workers, tmp_path):
+    # No heartbeat: the lock the victim held on the run's folder is what the next worker finds free
+    journal, flags = str(tmp_path / "sweep.log"), ["--seeds", "0", "--out", str(tmp_path / "out")]
+    victim = workers.start(journal, *flags)
+
+    def trials():
+        return optuna.load_study(study_name=stored_sweep.STUDY_NAME, storage=journal_storage(Path(journal))).get_trials()
+
+    def victims_run():
+        if "runs in the sweep" not in workers.output(0):
+            return None
+        return next((trial for trial in trials() if "folder" in trial.user_attrs and trial.state == TrialState.RUNNING), None)
+
+    killed = wait_for(victims_run, 120, "the victim's run to start")
+    time.sleep(1.5)  # in the middle of the run: its training process has started
+    assert victim.poll() is None
+    workers.kill(0)
+    workers.start(journal, *flags)
+    workers.finish(1)
+    assert f"trial {killed.number}'s worker is gone (nobody holds its run): queued again" in workers.output(1)
+    after = {trial.number: trial for trial in trials()}
+    assert after[killed.number].state == TrialState.FAIL and after[killed.number].user_attrs["dead_worker"] is True
+    (retry,) = [trial for trial in after.values() if trial.state == TrialState.COMPLETE]
+    assert stored_sweep.run_key(retry) == key(0) and pid_of(retry) == workers.processes[1].pid
+    assert retry.user_attrs["folder"] == killed.user_attrs["folder"] == benchmark.run_dir(str(tmp_path / "out"), *key(0))
 
 
 def test_a_training_process_dies_with_its_worker(tmp_path):

@@ -17,7 +17,9 @@ Peak memory: process RSS (CPU) and ``torch.cuda.max_memory_allocated`` per conte
 ``--update-memory`` the GPU memory of one VPG update on a ``16 x 1024`` CnnPolicy rollout for several
 ``batch_size`` values.
 
-``--profile`` adds where each contender's time goes, per env step (cProfile over one more round): the env step,
+``--updates N`` times each VPG contender's update alone (``train()`` on its last rollout, N times in turns), the
+part of a training step that the env's speed and other jobs on the machine blur least. ``--profile`` adds where each
+contender's time goes, per env step (cProfile over one more round): the env step,
 the observation's copy to the device, the policy's forward pass, the copies back to the host (which wait for
 the device), the buffer, the callbacks and the update.
 
@@ -34,10 +36,12 @@ observation into the buffer after the env step instead of during it; and ``vpg_b
 And ``vpg_graph``, VPG whose rollout forward pass is replayed as one CUDA graph
 (``policy_kwargs=dict(cuda_graph=True)``; the same as ``vpg`` on CPU). On ``pong-source``, ``vpg_dense`` is the
 entry's VPG with a dense first layer instead of one that sums only the non-zero pixels of the difference frames
-(``policy_kwargs=dict(sparse_input=True)``); A2C gets the entry's network, dense. ``vpg_minibatch`` is VPG with
-``batch_size=128``: the same update, its gradients accumulated over minibatches of 128 samples instead of one pass
-over the whole rollout. Every VPG contender with Discrete actions has its sampler checked against the policy's
-probabilities before the timed rounds.
+(``policy_kwargs=dict(sparse_input=True)``), and ``vpg_sparse_before`` the entry's VPG as it was before two changes
+to that layer: SB3's float copy of every batch of int8 frames before the layer, and a training batch's weight
+columns read where they lie instead of from one contiguous copy of the weight; A2C gets the entry's network, dense.
+``vpg_minibatch`` is VPG with ``batch_size=128``: the same update, its gradients accumulated over minibatches of 128
+samples instead of one pass over the whole rollout. Every VPG contender with Discrete actions has its sampler
+checked against the policy's probabilities before the timed rounds.
 
 Usage::
 
@@ -46,6 +50,7 @@ Usage::
     python benchmarks/throughput.py --case pong --device cuda --algos collect,vpg,vpg_multinomial,vpg_graph --profile
     python benchmarks/throughput.py --case pong-source --algos random,random@envpool,a2c,vpg,vpg@envpool  # EnvPool
     python benchmarks/throughput.py --case pong-source --algos vpg_dense,vpg_dense@envpool,vpg,vpg@envpool
+    python benchmarks/throughput.py --case pong-source --algos vpg_sparse_before@envpool,vpg@envpool --updates 10
     python benchmarks/throughput.py --case pong --n-envs 8 --algos a2c,vpg,vpg@envpool,vpg_minibatch,vpg_minibatch@envpool
 """
 
@@ -78,6 +83,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecFrameStac
 from sb3_vpg import VPG
 from sb3_vpg.common.buffers import VecRecordEnvSteps, VPGRolloutBuffer
 from sb3_vpg.common.envpool_env import make_envpool_atari_env
+from sb3_vpg.common.sparse_input import SparseInputLinear
 from sb3_vpg.hyperparams import load_hyperparams
 from sb3_vpg.hyperparams import make_env as make_entry_env
 
@@ -192,6 +198,13 @@ def build(name: str, case: str, env: VecEnv, seed: int, device: str) -> Any:  # 
         _, entry = load_hyperparams(PONG_SOURCE_ENTRY)
         if name == "vpg":
             return VPG(policy, env, **entry, **kwargs)
+        if name == "vpg_sparse_before":  # SB3's float copy of every batch, every batch read from the weight in place
+            model = VPG(policy, env, **entry, **kwargs)
+            model.policy.integer_features = False
+            for layer in model.policy.modules():
+                if isinstance(layer, SparseInputLinear):
+                    layer.contiguous_from = float("inf")
+            return model
         network = {key: value for key, value in entry["policy_kwargs"].items() if key != "sparse_input"}  # dense
         if name == "vpg_dense":
             return VPG(policy, env, **{**entry, "policy_kwargs": network}, **kwargs)
@@ -354,6 +367,14 @@ def batch_copy(device: str, n_envs: int = 16, n_steps: int = 1024, repeats: int 
     return rows
 
 
+def print_batch_copy(device: str) -> None:
+    """``--batch-copy``: :func:`batch_copy`'s table."""
+    print("| used samples | SB3 _get_samples, s | VPG get(), s |\n|---|---|---|")
+    rows = batch_copy(device)
+    for sb3, vpg in zip(rows[::2], rows[1::2], strict=True):
+        print(f"| {sb3['used']:.0%} | {sb3['seconds']:.3f} | {vpg['seconds']:.3f} |")
+
+
 def time_rounds(models: dict[str, Any], rounds: int, steps: int, cuda: bool) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Train every contender ``steps`` steps per round, in turns: one row per (round, contender), and GPU peaks."""
     peak_gpu: dict[str, float] = {}
@@ -400,6 +421,27 @@ def print_profile(models: dict[str, Any], steps: int, n_envs: int) -> None:
         print(f"| {name} | {model.num_timesteps / seconds['total']:.0f} | " + " | ".join(cells) + " |", flush=True)
 
 
+def print_updates(models: dict[str, Any], repeats: int) -> None:
+    """
+    Each VPG contender's update alone: ``train()`` on the rollout of its last round, ``repeats`` times in turns, so
+    that neither the env's speed nor other jobs on a busy machine blur a change to the update.
+    """
+    updaters = {name: model for name, model in models.items() if isinstance(model, VPG)}
+    times: dict[str, list[float]] = {name: [] for name in updaters}
+    for _ in range(repeats):
+        for name, model in updaters.items():
+            start = time.perf_counter()
+            model.train()
+            times[name].append(time.perf_counter() - start)
+    first = statistics.median(next(iter(times.values()), [1.0]))
+    print(f"\n| algo | ms per update (median of {repeats}) | min-max | samples per update | vs {next(iter(times), '')} |")
+    print("|---|---|---|---|---|")
+    for name, seconds in times.items():
+        samples = updaters[name].n_steps * updaters[name].n_envs
+        cells = [f"{1000 * statistics.median(seconds):.0f}", f"{1000 * min(seconds):.0f}-{1000 * max(seconds):.0f}"]
+        print(f"| {name} | {' | '.join(cells)} | {samples} | {statistics.median(seconds) / first:.2f}x |", flush=True)
+
+
 def print_rss(args: argparse.Namespace, names: list[str], steps: int, n_envs: int) -> None:
     """Each contender alone in a subprocess for one round: its peak RSS."""
     print("\n| algo | peak RSS MiB (alone in a process, one round) |\n|---|---|")
@@ -429,15 +471,13 @@ def main() -> None:
     parser.add_argument("--batch-copy", action="store_true", help="only time the rollout-to-batch copy (see batch_copy)")
     parser.add_argument("--rss", action="store_true", help="also run each contender alone in a subprocess for its peak RSS")
     parser.add_argument("--profile", action="store_true", help="also profile one more round of each contender (cProfile)")
+    parser.add_argument("--updates", type=int, default=0, help="also time N updates of each VPG contender alone, in turns")
     parser.add_argument("--out", default=None, help="CSV file for the per-round results")
     args = parser.parse_args()
 
     th.set_num_threads(args.threads)
     if args.batch_copy:
-        print("| used samples | SB3 _get_samples, s | VPG get(), s |\n|---|---|---|")
-        rows = batch_copy(args.device)
-        for sb3, vpg in zip(rows[::2], rows[1::2], strict=True):
-            print(f"| {sb3['used']:.0%} | {sb3['seconds']:.3f} | {vpg['seconds']:.3f} |")
+        print_batch_copy(args.device)
         return
     n_envs = args.n_envs or {"cartpole": 8, "pong": 16, "pong-source": 8}[args.case]
     steps = args.steps or {"cartpole": 50_000, "pong": 16_384, "pong-source": 32_768}[args.case]
@@ -489,6 +529,8 @@ def main() -> None:
         if cuda:
             cells.append(f"{peak_gpu.get(name, 0):.0f}")
         print("| " + " | ".join(cells) + " |")
+    if args.updates:
+        print_updates(models, args.updates)
     if args.profile:
         print_profile(models, steps, n_envs)
     if args.out:

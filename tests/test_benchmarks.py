@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end with tiny budgets (their full runs are commands in benchmarks/RESULTS.md)."""
 
 import csv
+import inspect
 import subprocess
 import sys
 import time
@@ -9,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
+from sb3_vpg import VPG
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -97,12 +100,17 @@ def test_throughput_reports_ratios_and_a_profile(tmp_path):
     algos = "random,collect,a2c,vpg,vpg_multinomial,vpg_fresh_buffer,vpg_serial,vpg_before,vpg_graph,vpg_minibatch"
     log = run_script(
         str(BENCHMARKS / "throughput.py"), "--case", "cartpole", "--rounds", "1", "--steps", "2048", "--algos", algos,
-        "--profile", "--out", str(tmp_path / "rounds.csv"),
+        "--profile", "--updates", "2", "--out", str(tmp_path / "rounds.csv"),
     )  # fmt: skip
     # every Discrete VPG contender's sampler agrees with the policy's probabilities (vpg_graph runs eagerly on CPU)
     for name in ("vpg", "vpg_multinomial", "vpg_fresh_buffer", "vpg_serial", "vpg_before", "vpg_graph", "vpg_minibatch"):
         assert f"{name} sampler check: max |log_prob - policy's| = 0.0e+00" in log
     speeds, profile_table = log.split("| algo | steps/s under cProfile | ")
+    speeds, updates = speeds.split("| algo | ms per update (median of 2) | min-max | samples per update | vs vpg |")
+    timed = {row.split("|")[1].strip(): row.split("|")[4:6] for row in updates.splitlines() if row.startswith("| vpg")}
+    assert set(timed) == {name for name in algos.split(",") if name.startswith("vpg")}  # every VPG contender, alone
+    rollout = 8 * inspect.signature(VPG).parameters["n_steps"].default  # the case's 8 envs
+    assert timed["vpg"] == [f" {rollout} ", " 1.00x "] and all(cells[1].strip().endswith("x") for cells in timed.values())
     ratios = {row.split("|")[1].strip(): row.split("|")[4].strip() for row in speeds.splitlines() if row.startswith("| ")}
     assert ratios["a2c"] == "1.00x" and ratios["collect"].endswith("x") and set(ratios) == {"algo", *algos.split(",")}
     with open(tmp_path / "rounds.csv") as file:
@@ -148,3 +156,28 @@ def test_throughput_cpu_time_counts_the_env_workers():
     finally:
         worker.kill()
         worker.wait()
+
+
+def test_throughput_vpg_sparse_before_is_the_entry_with_the_float_copy_and_in_place_reads():
+    import gymnasium as gym
+    import throughput
+    from gymnasium import spaces
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from sb3_vpg.common.sparse_input import SparseInputLinear
+
+    class SourceFrames(gym.Env):  # the spaces of the source's preprocessed Pong: difference frames, UP/DOWN
+        observation_space = spaces.Box(-1, 1, shape=(6400,), dtype=np.int8)
+        action_space = spaces.Discrete(2)
+
+    env = DummyVecEnv([SourceFrames])
+    before, entry = (throughput.build(name, "pong-source", env, 0, "cpu") for name in ("vpg_sparse_before", "vpg"))
+
+    def thresholds(model):
+        return [layer.contiguous_from for layer in model.policy.modules() if isinstance(layer, SparseInputLinear)]
+
+    assert thresholds(before) == [float("inf")] * 2  # the actor's and the critic's first layers
+    assert entry.policy.integer_features and not before.policy.integer_features
+    assert thresholds(entry) == [SparseInputLinear.contiguous_from] * 2
+    ours, theirs = before.policy.state_dict(), entry.policy.state_dict()
+    assert list(ours) == list(theirs) and all(np.array_equal(ours[name], theirs[name]) for name in ours)  # same seed

@@ -12,7 +12,7 @@ from gymnasium import spaces
 from torch import nn
 
 from sb3_vpg import VPG
-from sb3_vpg.common.sparse_input import MAX_DENSITY, SparseInputLinear, sparse_linear
+from sb3_vpg.common.sparse_input import MAX_DENSITY, SparseInputLinear, nonzero_entries, sparse_linear
 
 SPARSE = {"sparse_input": True}
 
@@ -167,12 +167,113 @@ def test_must_be_a_bool():
     ("batch", "sparse_path"), [(sparse_batch(), True), (th.randn(16, 300), False)], ids=["sparse", "dense"]
 )
 def test_a_batch_takes_the_sparse_path_only_when_mostly_zero(layers, monkeypatch, batch, sparse_path):
+    tables = record_tables(monkeypatch)
+    layers[1](batch)
+    assert bool(tables) is sparse_path
+
+
+def record_tables(monkeypatch) -> list[bool]:
+    """Whether each table that ``F.embedding_bag`` reads from here on is contiguous."""
     import sb3_vpg.common.sparse_input as sparse_input
 
-    calls = []
-    embedding_bag = sparse_input.F.embedding_bag
-    monkeypatch.setattr(
-        sparse_input.F, "embedding_bag", lambda *args, **kwargs: calls.append(1) or embedding_bag(*args, **kwargs)
-    )
-    layers[1](batch)
-    assert bool(calls) is sparse_path
+    tables, embedding_bag = [], sparse_input.F.embedding_bag
+
+    def recorded(indices, table, *args, **kwargs):
+        tables.append(table.is_contiguous())
+        return embedding_bag(indices, table, *args, **kwargs)
+
+    monkeypatch.setattr(sparse_input.F, "embedding_bag", recorded)
+    return tables
+
+
+def test_a_large_batch_sums_over_a_contiguous_copy_with_the_same_results(layers, monkeypatch):
+    _, sparse = layers
+    batch = sparse_batch(rows=64, nonzero=5)  # 315 entries against 300 features: past the threshold
+    assert 5 * 63 > sparse.in_features * sparse.contiguous_from
+    tables = record_tables(monkeypatch)
+
+    def run(contiguous_from):
+        monkeypatch.setattr(sparse, "contiguous_from", contiguous_from)
+        sparse.zero_grad()
+        out = sparse(batch)
+        (out.tanh() * th.linspace(-1, 1, 20)).sum().backward()
+        return out.detach(), sparse.weight.grad.clone(), sparse.bias.grad.clone()
+
+    copied, strided = run(SparseInputLinear.contiguous_from), run(float("inf"))
+    assert tables == [True, False]
+    assert all(th.equal(a, b) for a, b in zip(copied, strided, strict=True))  # the same sums, bit for bit
+
+
+def test_a_rollout_step_reads_the_weight_in_place(layers, monkeypatch):
+    tables = record_tables(monkeypatch)
+    layers[1](sparse_batch(rows=8))  # 35 entries: a copy of the 300 x 20 table would cost more than reading them
+    assert tables == [False]
+
+
+# Integer frames: VPG's policy hands them to the sparse layers without SB3's float copy
+
+
+class IntegerFramesEnv(OneHotEnv):
+    """OneHotEnv's observation as int8 difference frames: -1 on the cell of the last step, +1 on the new one."""
+
+    observation_space = spaces.Box(-1, 1, shape=(64,), dtype=np.int8)
+
+    def _observe(self):
+        previous = getattr(self, "cell", None)
+        obs = super()._observe().astype(np.int8)
+        if previous is not None and previous != self.cell:
+            obs[previous] = -1
+        return obs
+
+
+@pytest.mark.parametrize("dtype", [th.int8, th.int16, th.bool, th.float32, th.uint8])
+@pytest.mark.parametrize("columns", [64, 300, 6400])
+def test_nonzero_entries_are_those_of_torch(dtype, columns):
+    batch = sparse_batch(rows=16, columns=columns)
+    batch = (batch != 0) if dtype is th.bool else (batch.abs() if dtype is th.uint8 else batch).to(dtype)
+    for part in (batch, batch[3:11], batch[:, 1:]):  # a later start, a slice that is not contiguous
+        expected = part.nonzero(as_tuple=True)
+        assert all(th.equal(a, b) for a, b in zip(nonzero_entries(part), expected, strict=True))
+
+
+def test_integer_frames_reach_the_sparse_layers_as_integers():
+    model = VPG("MlpPolicy", IntegerFramesEnv(), n_steps=40, use_baseline=True, policy_kwargs=SPARSE, seed=0)
+    assert model.policy.integer_features
+    seen = []
+    for layer in model.policy.modules():
+        if isinstance(layer, SparseInputLinear):
+            layer.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    model.learn(80)  # rollouts, the policy step, the KL estimate, the critic passes
+    obs = th.as_tensor(np.stack([IntegerFramesEnv().reset(seed=seed)[0] for seed in range(4)]))
+    model.policy.predict_values(obs), model.policy.get_distribution(obs)
+    assert len(seen) > 10 and set(seen) == {th.int8}
+
+
+@pytest.mark.parametrize("use_baseline", [False, True], ids=["pure", "baseline"])
+def test_integer_frames_train_the_same_model_as_their_float_copies(use_baseline):
+    def trained(integer_features):
+        model = VPG("MlpPolicy", IntegerFramesEnv(), n_steps=200, use_baseline=use_baseline, policy_kwargs=SPARSE, seed=1)
+        model.policy.integer_features = integer_features
+        return model.learn(600).policy.state_dict()
+
+    integers, floats = trained(True), trained(False)
+    assert all(th.equal(integers[name], floats[name]) for name in integers)  # the same sums, bit for bit
+
+
+@pytest.mark.parametrize(
+    ("space", "kwargs", "integers"),
+    [
+        (spaces.Box(-1, 1, (64,), np.int8), {}, True),
+        (spaces.Box(-1.0, 1.0, (64,), np.float32), {}, False),  # nothing to skip
+        (spaces.Box(0, 255, (1, 36, 36), np.uint8), {}, False),  # an image: SB3 divides it by 255
+        (spaces.Box(0, 255, (1, 36, 36), np.uint8), {"normalize_images": False}, True),
+        (spaces.Box(-1, 1, (64,), np.int8), {"net_arch": [], "use_sde": True}, False),  # gSDE reads the observation
+    ],
+    ids=["int8", "float32", "image", "image-not-normalized", "gsde-without-hidden-layer"],
+)
+def test_integer_frames_skip_only_a_float_copy(space, kwargs, integers):
+    from sb3_vpg.vpg.policies import VPGPolicy
+
+    action_space = spaces.Box(-1.0, 1.0, (2,)) if kwargs.get("use_sde") else spaces.Discrete(2)
+    policy = VPGPolicy(space, action_space, lambda _: 1e-3, sparse_input=True, **kwargs)
+    assert policy.integer_features is integers

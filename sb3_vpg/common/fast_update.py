@@ -12,7 +12,7 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 import torch as th
-from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.policies import ActorCriticPolicy
 
 from sb3_vpg.common.buffers import MonteCarloBufferMixin
 
@@ -40,9 +40,11 @@ class RolloutBatches:
 
 
 def extract_features(policy: ActorCriticPolicy, obs: Any, features_extractor: th.nn.Module) -> th.Tensor:
-    """``features_extractor``'s output for ``obs`` (preprocessed as SB3 does), whether or not the policy shares it."""
-    # BasePolicy's extract_features runs the given extractor; ActorCriticPolicy's runs both when they are not shared
-    return BasePolicy.extract_features(policy, obs, features_extractor)  # type: ignore[arg-type]
+    """``features_extractor``'s output for ``obs`` (preprocessed as the policy does), whether or not the policy shares
+    it."""
+    # The extraction that ActorCriticPolicy's own methods call (through super()), which runs the given extractor;
+    # ActorCriticPolicy's extract_features runs both when they are not shared
+    return super(ActorCriticPolicy, policy).extract_features(obs, features_extractor)  # type: ignore[arg-type]
 
 
 class CriticFeatures:

@@ -6,6 +6,8 @@ where the ball or a paddle moved are not zero (about 30 on average). A dense fir
 matrix (6400 x 200 floats, 5 MB) for every observation; :class:`SparseInputLinear` sums only the weight columns of
 the inputs that are not zero (``F.embedding_bag`` over the non-zero entries, weighted by their values), which is
 ``x @ W.T + b`` summed in another order. Its backward pass fills only those columns of the weight's gradient.
+Integer frames (int8) are read as they are: VPG's policy hands them over without SB3's float copy of the whole
+batch, and :func:`nonzero_entries` finds their non-zero entries eight bytes at a time.
 
 :func:`sparse_linear` makes one from an ``nn.Linear`` with that layer's own ``Parameter`` objects, so that the
 optimizer, the state dict and saved models see the same weights under the same names; VPG's policies swap it in for
@@ -27,16 +29,44 @@ class SparseInputLinear(nn.Linear):
     GPU, where the dense product is cheap anyway).
     """
 
+    #: From this many non-zero entries per input feature on, the sum runs over a contiguous copy of the transposed
+    #: weight (one copy of the weight costs about as much as reading a quarter of its columns one by one)
+    contiguous_from: float = 0.25
+
     def forward(self, input: th.Tensor) -> th.Tensor:  # nn.Linear's argument name
         if input.dim() != 2 or input.device.type != "cpu" or input.shape[0] == 0:
-            return super().forward(input)
-        rows, columns = input.nonzero(as_tuple=True)
+            return super().forward(input.to(self.weight.dtype))
+        rows, columns = nonzero_entries(input)
         if rows.numel() > MAX_DENSITY * input.numel():
-            return super().forward(input)
-        # Row i's non-zero entries are rows.searchsorted(i) onwards: nonzero() lists them row by row
+            return super().forward(input.to(self.weight.dtype))
+        # Row i's non-zero entries are rows.searchsorted(i) onwards: they are listed row by row
         offsets = th.searchsorted(rows, th.arange(input.shape[0], device=rows.device))
-        output = F.embedding_bag(columns, self.weight.t(), offsets, mode="sum", per_sample_weights=input[rows, columns])
+        table = self.weight.t()
+        if columns.numel() > self.in_features * self.contiguous_from:
+            # The table's rows are the weight's columns, read at a stride of in_features floats: for many entries
+            # (a training batch) one contiguous copy of the table costs less than those scattered reads, same sums
+            table = table.contiguous()
+        values = input[rows, columns].to(self.weight.dtype)  # integer observations arrive as they are (VPG's policy)
+        output = F.embedding_bag(columns, table, offsets, mode="sum", per_sample_weights=values)
         return output if self.bias is None else output + self.bias
+
+
+def nonzero_entries(input: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """
+    The rows and columns of a 2-D tensor's non-zero entries, row by row, as ``input.nonzero(as_tuple=True)`` lists
+    them. The entries of one or two bytes (int8 frames) are looked for 8 bytes at a time first: ``nonzero`` costs per
+    element, and a mostly-zero batch has few non-zero words.
+    """
+    if input.dim() != 2 or input.element_size() > 2 or not input.is_contiguous() or input.shape[1] * input.element_size() % 8:
+        return input.nonzero(as_tuple=True)
+    per_word = 8 // input.element_size()
+    try:
+        word_view = input.view(th.int64)
+    except RuntimeError:  # a start that is not on an 8-byte boundary
+        return input.nonzero(as_tuple=True)
+    word_rows, words = word_view.nonzero(as_tuple=True)
+    hits, lanes = input.view(input.shape[0], -1, per_word)[word_rows, words].nonzero(as_tuple=True)
+    return word_rows[hits], words[hits] * per_word + lanes
 
 
 def sparse_linear(linear: nn.Linear) -> SparseInputLinear:
@@ -49,4 +79,4 @@ def sparse_linear(linear: nn.Linear) -> SparseInputLinear:
     return layer
 
 
-__all__ = ["MAX_DENSITY", "SparseInputLinear", "sparse_linear"]
+__all__ = ["MAX_DENSITY", "SparseInputLinear", "nonzero_entries", "sparse_linear"]

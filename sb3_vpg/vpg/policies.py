@@ -16,10 +16,13 @@ difference frames) summing only its non-zero entries (:mod:`sb3_vpg.common.spars
 
 from typing import Any
 
+import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.distributions import Distribution
-from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
-from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, BaseModel, MultiInputActorCriticPolicy
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
 from sb3_vpg.common.cuda_graph import GraphedForward
@@ -64,6 +67,7 @@ class _SwitchableCritic:
         super()._build(lr_schedule)  # type: ignore[misc]
         if self.sparse_input:
             self._sparsify_input_layers()
+            self.integer_features = self._reads_integer_features()
 
     def _sparsify_input_layers(self) -> None:
         """The layers that read the flattened observation become ``SparseInputLinear``: the first layer of the actor's
@@ -82,6 +86,20 @@ class _SwitchableCritic:
                 hidden[0] = sparse_linear(hidden[0])
             elif type(getattr(self, output)) is th.nn.Linear:
                 setattr(self, output, sparse_linear(getattr(self, output)))
+
+    def _reads_integer_features(self) -> bool:
+        """
+        Whether integer observations can reach the sparse layers as they are: SB3's preprocessing of the space is
+        ``.float()`` alone (a Box, not an image to divide by 255) and only sparse layers read the flattened
+        observation (gSDE reads it too where the actor has no hidden layer).
+        """
+        space = self.observation_space  # type: ignore[attr-defined]
+        return (
+            isinstance(space, spaces.Box)
+            and not np.issubdtype(space.dtype, np.floating)
+            and not (self.normalize_images and is_image_space(space))  # type: ignore[attr-defined]
+            and not (self.use_sde and len(self.mlp_extractor.policy_net) == 0)  # type: ignore[attr-defined]
+        )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         # Overridden to save the sampler, the CUDA graph switch and the sparse-input switch with the model
@@ -132,6 +150,26 @@ class _SwitchableCritic:
         return th.zeros((len(first), 1))
 
 
+class _IntegerFeatures(BaseModel):
+    """
+    With ``sparse_input=True`` and integer observations, the observations reach the sparse layers as integers:
+    SB3's preprocessing would copy a whole batch to float32 (``.float()``, all it does for such a space), which
+    costs more than the sparse layers' own work on a training batch; they read the few non-zero entries as floats.
+
+    A ``BaseModel`` subclass listed after ``ActorCriticPolicy``, so that it comes between ``BasePolicy`` and
+    ``BaseModel`` in the method order and every feature extraction goes through it, SB3's own ``super()`` calls
+    (``get_distribution``, ``predict_values``) included.
+    """
+
+    integer_features: bool = False
+
+    def extract_features(self, obs: PyTorchObs, features_extractor: BaseFeaturesExtractor) -> th.Tensor:
+        # Overridden to skip the float copy of integer observations that only sparse layers read (class docstring)
+        if self.integer_features and isinstance(obs, th.Tensor) and not obs.is_floating_point():
+            return features_extractor(obs)
+        return super().extract_features(obs, features_extractor)
+
+
 _POLICY_PARAMS = """:param categorical_sampler: How Discrete and MultiDiscrete actions are drawn: ``"gumbel"`` (default,
     the Gumbel-max trick) or ``"multinomial"`` (torch's ``Categorical.sample``, as SB3's policies do). Both draw from
     the same distribution, but from different random numbers: the same seed gives other actions with each sampler
@@ -146,7 +184,7 @@ SB3's documentation of the other parameters:
 """
 
 
-class VPGPolicy(_SwitchableCritic, ActorCriticPolicy):
+class VPGPolicy(_SwitchableCritic, ActorCriticPolicy, _IntegerFeatures):
     __doc__ = (
         "SB3's ``ActorCriticPolicy`` (MLP) whose critic VPG skips in pure REINFORCE.\n\n"
         + _POLICY_PARAMS

@@ -14,8 +14,9 @@ budget (``-n``) is ours.
   ``reinforce_baseline``, ``vpg_gae``, ``actor_critic`` (the entry plus each rung's settings), ``a2c``, ``ppo``.
 
 ``report`` reads every ``evaluations.npz`` and writes ``curves.csv`` (one row per evaluation), ``summary.md``
-(final and area-under-curve returns, mean +- std over seeds) and one ``{env}.png`` per env (mean over seeds,
-with a band of one standard deviation).
+(final and area-under-curve returns, mean +- std over seeds; with ``--reach 0,15``, for each seed the steps of its
+first evaluation at or above each of these returns) and one ``{env}.png`` per env (mean over seeds, with a band of
+one standard deviation).
 
 ``run --storage URL`` shares one sweep among workers on any number of machines through a database (or, on one
 machine, a journal file ``path.log``): each worker queues the runs that no worker has done or is doing, takes them
@@ -471,12 +472,26 @@ def report(args: argparse.Namespace) -> None:
         curves, source = load_curves(args.out), f"{args.out}/runs"
     if not curves:
         sys.exit(f"no finished run in {source}")
-    write_report(curves, args.out)
+    write_report(curves, args.out, args.reach)
 
 
-def write_report(curves: Curves, out: str) -> None:
+def steps_label(steps: int) -> str:
+    """A step count as the tables write it: 1.75M, 250k, 900."""
+    if steps >= 1_000_000:
+        return f"{steps / 1_000_000:g}M"
+    return f"{steps / 1000:g}k" if steps >= 1000 else str(steps)
+
+
+def first_reached(steps: np.ndarray, returns: np.ndarray, threshold: float) -> str:
+    """The steps of the first evaluation whose mean return is >= ``threshold`` ("-" if none is)."""
+    reached = np.flatnonzero(returns >= threshold)
+    return steps_label(int(steps[reached[0]])) if len(reached) else "-"
+
+
+def write_report(curves: Curves, out: str, reach: list[float] = ()) -> None:
     """``curves.csv``, ``summary.md`` (printed too) and ``{env}.png`` in ``out``, from (env, algo) -> seed ->
-    (timesteps, mean evaluation return)."""
+    (timesteps, mean evaluation return); with ``reach``, one more column per threshold: for each seed, the steps
+    of its first evaluation at or above it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -491,8 +506,9 @@ def write_report(curves: Curves, out: str) -> None:
                 writer.writerows([env, algo, seed, int(t), float(r)] for t, r in zip(steps, returns, strict=True))
 
     lines = [
-        "| env | algo | seeds | steps | final return | area under curve | final return per seed |",
-        "|---|---|---|---|---|---|---|",
+        "| env | algo | seeds | steps | final return | area under curve | final return per seed |"
+        + "".join(f" first evaluation >= {threshold:g}, per seed |" for threshold in reach),
+        "|---|---|---|---|---|---|---|" + "---|" * len(reach),
     ]
     for env in sorted({env for env, _ in curves}):
         fig, ax = plt.subplots(figsize=(6.4, 4))
@@ -504,9 +520,12 @@ def write_report(curves: Curves, out: str) -> None:
             final = returns[:, -1]
             auc = returns.mean(axis=1)  # mean over the evaluations = area under the curve / budget
             per_seed = ", ".join(f"{value:.0f}" for value in final)
+            reached = [
+                ", ".join(first_reached(steps, seed_returns, threshold) for seed_returns in returns) for threshold in reach
+            ]
             lines.append(
                 f"| {env} | {algo} | {len(seeds)} | {int(steps[-1])} | {final.mean():.1f} +- {final.std():.1f} "
-                f"| {auc.mean():.1f} +- {auc.std():.1f} | {per_seed} |"
+                f"| {auc.mean():.1f} +- {auc.std():.1f} | {per_seed} |" + "".join(f" {cell} |" for cell in reached)
             )
             mean, std = returns.mean(axis=0), returns.std(axis=0)
             ax.plot(steps, mean, label=f"{algo} ({len(seeds)} seeds)")
@@ -522,6 +541,14 @@ def write_report(curves: Curves, out: str) -> None:
     with open(os.path.join(out, "summary.md"), "w") as file:
         file.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def comma_floats(text: str) -> list[float]:
+    """``--reach``'s value: returns separated by commas."""
+    try:
+        return [float(value) for value in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected returns separated by commas, e.g. 0,15,19, got {text!r}") from None
 
 
 def main() -> None:
@@ -543,6 +570,12 @@ def main() -> None:
         "--checkpoint-every", type=int, help="env steps between checkpoints; an interrupted run resumes from its newest"
     )
     summary = commands.add_parser("report", help="CSV, table and plots of the finished runs")
+    summary.add_argument(
+        "--reach",
+        type=comma_floats,
+        default=[],
+        help="comma-separated returns: for each, a column of the steps at which each seed's evaluation first reaches it",
+    )
     for sub in (train, summary):
         sub.add_argument("--out", default=OUT, help="results folder")
         sub.add_argument("--storage", help="database URL or journal file (.log) of a sweep shared by workers")

@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end with tiny budgets (their full runs are commands in benchmarks/RESULTS.md)."""
 
+import argparse
 import csv
 import inspect
 import subprocess
@@ -181,3 +182,15 @@ def test_throughput_vpg_sparse_before_is_the_entry_with_the_float_copy_and_in_pl
     assert thresholds(entry) == [SparseInputLinear.contiguous_from] * 2
     ours, theirs = before.policy.state_dict(), entry.policy.state_dict()
     assert list(ours) == list(theirs) and all(np.array_equal(ours[name], theirs[name]) for name in ours)  # same seed
+
+
+def test_report_gives_the_steps_at_which_each_seed_first_reaches_a_return(tmp_path):
+    curves = {("Pong", "vpg"): {0: (np.array([250_000, 500_000, 1_750_000]), np.array([-20.0, 0.0, 19.5])),
+                                1: (np.array([250_000, 500_000, 1_750_000]), np.array([-21.0, -3.0, 15.0]))}}  # fmt: skip
+    benchmark.write_report(curves, str(tmp_path), reach=[0, 19])
+    header, _, row = (tmp_path / "summary.md").read_text().splitlines()
+    assert header.endswith("| first evaluation >= 0, per seed | first evaluation >= 19, per seed |")
+    assert row.endswith("| 20, 15 | 500k, 1.75M | 1.75M, - |")
+    assert benchmark.steps_label(10_000_000) == "10M" and benchmark.steps_label(900) == "900"
+    with pytest.raises(argparse.ArgumentTypeError, match="expected returns separated by commas"):
+        benchmark.comma_floats("0,high")

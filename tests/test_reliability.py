@@ -439,6 +439,31 @@ def test_diverging_update_is_caught_at_the_optimizer_step():
     assert model._n_updates == 0  # stopped inside the first update
 
 
+@pytest.mark.parametrize(
+    ("broken", "raises"),
+    [
+        (None, False),
+        (float("nan"), True),
+        (float("inf"), True),
+        ((float("inf"), -float("inf")), True),  # their sum is NaN
+        ((3e38, 3e38), False),  # finite, though their sum is not: the element-wise check decides
+    ],
+    ids=["finite", "nan", "inf", "inf-and-minus-inf", "finite-sum-overflows"],
+)
+def test_the_parameter_check_finds_exactly_nan_and_inf(broken, raises):
+    from sb3_vpg.common.reliability.finite_checks import check_parameters
+
+    weight, bias = th.zeros(4, 3), th.zeros(3, dtype=th.float64)
+    if broken is not None:
+        weight.view(-1)[: np.size(broken)] = th.tensor(broken)
+    if raises:
+        with pytest.raises(ValueError, match="update at step 7 left NaN or inf"):
+            check_parameters([bias, weight], 7)
+    else:
+        check_parameters([bias, weight], 7)
+    check_parameters([], 7)
+
+
 def test_non_finite_policy_output_is_caught_before_the_update():
     # The action distributions skip torch's validation (a device sync per step on GPU), so NaN means reach a Box
     # env; IdentityEnvBox tolerates NaN actions, and the rollout-end check must stop training before any update.

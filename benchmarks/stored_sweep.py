@@ -29,7 +29,6 @@ STUDY_NAME = "benchmark"
 RETRIES = 3
 #: The longest pause of a worker that waits for other workers' runs (one of them may die and come back to the queue)
 POLL_SECONDS = 10.0
-CLAIM_SECONDS = 60.0
 #: The settings every run of a stored sweep shares: its table and curves compare runs of one budget
 SWEEP_SETTINGS = ("steps", "eval_freq", "eval_episodes")
 #: The trial states of a run that a worker runs or will run
@@ -75,8 +74,8 @@ class StoredSweep:
     A running run records a heartbeat (a database storage with ``heartbeat_interval``): a run whose heartbeat
     stops for the storage's grace period, its worker dead, is marked ``FAIL`` by the next worker that looks
     (:meth:`fail_stale`), and the storage's retry callback queues it again with its attributes. A journal file has
-    no heartbeat: there a worker holds a lock while it runs a run, which the system releases when the worker dies,
-    and :meth:`fail_stale` asks whether anyone still holds it.
+    no heartbeat: there a worker holds a lock on its run's folder, which the system releases when the worker
+    dies, and :meth:`fail_stale` asks the caller whether anyone still holds it.
 
     :param storage: the sweep's storage (with the study ``study_name`` in it)
     :param study_name: the sweep's study

@@ -36,7 +36,7 @@ from stable_baselines3.common.logger import CSVOutputFormat, Logger, make_output
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_vpg import VPG, AtomicCheckpointCallback, latest_checkpoint, load_checkpoint
-from sb3_vpg.hyperparams import load_hyperparams, make_env
+from sb3_vpg.hyperparams import load_hyperparams, make_env, resolve_algo_kwargs
 
 ENV_ID = "PongNoFrameskip-v4"
 
@@ -143,7 +143,8 @@ def plot(runs: list[str], png: str) -> None:
 
 def parse_params(items: list[str]) -> dict[str, object]:
     """``["use_baseline:False", "n_steps:128"]`` -> ``{"use_baseline": False, "n_steps": 128}`` (as rl_zoo3's ``-params``;
-    a value that is not a Python literal stays a string)."""
+    a value that is not a Python literal stays a string, and ``learning_rate:lin_<value>`` and
+    ``policy_kwargs:dict(...)`` are read as in the zoo: :func:`~sb3_vpg.hyperparams.resolve_algo_kwargs`)."""
     params: dict[str, object] = {}
     for item in items:
         key, colon, text = item.partition(":")
@@ -153,7 +154,10 @@ def parse_params(items: list[str]) -> dict[str, object]:
             params[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             params[key] = text
-    return params
+    try:
+        return resolve_algo_kwargs(params, "--params")
+    except (ValueError, TypeError) as error:
+        raise SystemExit(f"pong.py: {error}") from error
 
 
 def train(args: argparse.Namespace) -> None:

@@ -59,13 +59,26 @@ def test_pong_example_runs_the_sources_experiment_and_resumes(tmp_path):
 
 
 def test_pong_params_replace_the_entrys_arguments(tmp_path):
-    # The entry has no critic; with --params use_baseline:True the run fits one and logs its loss
-    result = run_example(str(EXAMPLES / "pong.py"), "--tiny", "--out", str(tmp_path), "--params", "use_baseline:True")
+    # The entry has no critic; with --params use_baseline:True the run fits one and logs its loss. A policy_kwargs
+    # string and a lin_ rate are read as the zoo reads them
+    from sb3_vpg import VPG
+
+    params = ["use_baseline:True", "learning_rate:lin_0.001", "policy_kwargs:dict(optimizer_class=th.optim.RMSprop)"]
+    result = run_example(str(EXAMPLES / "pong.py"), "--tiny", "--out", str(tmp_path), "--params", *params)
     assert "value_loss" in result.stdout
+    model = VPG.load(tmp_path / "checkpoints" / "rl_model_512_steps.zip")
+    assert type(model.policy.optimizer).__name__ == "RMSprop"
+    assert model.lr_schedule(1.0) == pytest.approx(1e-3) and model.lr_schedule(0.5) == pytest.approx(5e-4)
     bad = subprocess.run(
         [sys.executable, str(EXAMPLES / "pong.py"), "--tiny", "--params", "n_steps"], capture_output=True, text=True
     )
     assert bad.returncode != 0 and "--params takes NAME:VALUE items, got 'n_steps'" in bad.stderr
+    bad = subprocess.run(
+        [sys.executable, str(EXAMPLES / "pong.py"), "--tiny", "--params", "policy_kwargs:[64]"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0 and "policy_kwargs of --params must give a dict, got [64]" in bad.stderr
 
 
 def test_pong_plot_reads_a_zoo_runs_monitor_file(tmp_path):

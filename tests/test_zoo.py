@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from stable_baselines3.common.torch_layers import NatureCNN
 
@@ -186,6 +187,28 @@ def test_load_hyperparams_evaluates_policy_kwargs_as_the_zoo(monkeypatch):
     monkeypatch.setattr(hyperparams.yaml, "safe_load", lambda text: {"x": {"policy_kwargs": "open('vpg.yml')"}})
     with pytest.raises(ValueError, match=r"policy_kwargs of the 'x' entry may only use .*'open'"):
         hyperparams.load_hyperparams("x")
+
+
+def test_resolve_algo_kwargs_reads_zoo_strings_and_names_the_bad_one():
+    from stable_baselines3.common.utils import LinearSchedule
+
+    from sb3_vpg.hyperparams import resolve_algo_kwargs
+
+    given = {"learning_rate": "lin_0.02", "policy_kwargs": "dict(optimizer_class=th.optim.RMSprop)", "n_steps": 8}
+    kwargs = resolve_algo_kwargs(given)
+    assert isinstance(kwargs["learning_rate"], LinearSchedule)
+    assert [kwargs["learning_rate"](progress) for progress in (1.0, 0.25, 0.0)] == pytest.approx([0.02, 0.005, 0.0])
+    assert kwargs["policy_kwargs"] == {"optimizer_class": torch.optim.RMSprop} and kwargs["n_steps"] == 8
+    assert given["learning_rate"] == "lin_0.02"  # the argument is left as it was
+    assert resolve_algo_kwargs({"learning_rate": 3e-4, "policy_kwargs": {}}) == {"learning_rate": 3e-4, "policy_kwargs": {}}
+    with pytest.raises(ValueError, match=r"learning_rate of --params is not lin_<number>: 'lin_fast'"):
+        resolve_algo_kwargs({"learning_rate": "lin_fast"}, "--params")
+    with pytest.raises(ValueError, match=r"policy_kwargs of --params is not a Python expression"):
+        resolve_algo_kwargs({"policy_kwargs": "dict(net_arch=[64]"}, "--params")
+    with pytest.raises(ValueError, match=r"policy_kwargs of --params may only use \['RMSpropTFLike', 'dict', 'nn', 'th'\]"):
+        resolve_algo_kwargs({"policy_kwargs": "dict(f=__import__('os'))"}, "--params")
+    with pytest.raises(TypeError, match=r"policy_kwargs of --params must give a dict, got \[64\]"):
+        resolve_algo_kwargs({"policy_kwargs": [64]}, "--params")
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ RUN_KEYS = (
 )
 
 #: The names a ``policy_kwargs`` string of an entry may use; rl_zoo3 evaluates the same strings with its own imports.
-POLICY_KWARGS_NAMES = {"dict": dict, "nn": th.nn, "RMSpropTFLike": RMSpropTFLike}
+POLICY_KWARGS_NAMES = {"dict": dict, "th": th, "nn": th.nn, "RMSpropTFLike": RMSpropTFLike}
 
 
 def load_hyperparams(env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -51,17 +51,37 @@ def load_hyperparams(env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     kwargs = dict(entries[env_id])
     run = {key: kwargs.pop(key) for key in RUN_KEYS if key in kwargs}
     run["n_timesteps"] = int(run.get("n_timesteps", 1_000_000))
+    kwargs = resolve_algo_kwargs(kwargs, f"the {env_id!r} entry")
+    return run, kwargs
+
+
+def resolve_algo_kwargs(kwargs: dict[str, Any], where: str = "the settings") -> dict[str, Any]:
+    """
+    Constructor arguments written as rl_zoo3 writes them, as ``VPG`` takes them: a ``lin_<value>`` learning rate
+    becomes a linear decay from ``value`` to 0, a ``policy_kwargs`` string is evaluated with
+    :data:`POLICY_KWARGS_NAMES` only. Other values are returned as they are.
+
+    :param kwargs: the arguments (not modified)
+    :param where: what they come from, for the error message
+    :return: a new dict
+    """
+    kwargs = dict(kwargs)
     learning_rate = kwargs.get("learning_rate")
     if isinstance(learning_rate, str) and learning_rate.startswith("lin_"):
-        kwargs["learning_rate"] = LinearSchedule(float(learning_rate[len("lin_") :]), 0.0, 1.0)
+        try:
+            kwargs["learning_rate"] = LinearSchedule(float(learning_rate[len("lin_") :]), 0.0, 1.0)
+        except ValueError as error:
+            raise ValueError(f"learning_rate of {where} is not lin_<number>: {learning_rate!r}") from error
     if isinstance(kwargs.get("policy_kwargs"), str):
         try:
             kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"], {"__builtins__": {}, **POLICY_KWARGS_NAMES})
         except NameError as error:
-            raise ValueError(
-                f"policy_kwargs of the {env_id!r} entry may only use {sorted(POLICY_KWARGS_NAMES)}: {error}"
-            ) from error
-    return run, kwargs
+            raise ValueError(f"policy_kwargs of {where} may only use {sorted(POLICY_KWARGS_NAMES)}: {error}") from error
+        except SyntaxError as error:
+            raise ValueError(f"policy_kwargs of {where} is not a Python expression: {error}") from error
+    if kwargs.get("policy_kwargs") is not None and not isinstance(kwargs["policy_kwargs"], dict):
+        raise TypeError(f"policy_kwargs of {where} must give a dict, got {kwargs['policy_kwargs']!r}")
+    return kwargs
 
 
 def resolve_wrappers(spec: Any) -> list[tuple[type, dict[str, Any]]]:

@@ -35,10 +35,8 @@ POLICY_KWARGS_NAMES = {"dict": dict, "th": th, "nn": th.nn, "RMSpropTFLike": RMS
 
 def load_hyperparams(env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """
-    Settings of ``env_id`` in the packaged ``vpg.yml``.
-
-    rl_zoo3's ``lin_<value>`` learning rates become a linear decay from ``value`` to 0, and ``policy_kwargs`` strings
-    are evaluated (with :data:`POLICY_KWARGS_NAMES` only), as in the zoo.
+    Settings of ``env_id`` in the packaged ``vpg.yml``, its constructor arguments read as the zoo reads them
+    (:func:`resolve_algo_kwargs`).
 
     :param env_id: the entry's key, e.g. ``"CartPole-v1"``
     :return: ``(run, kwargs)``: ``n_envs``, ``n_timesteps``, ``policy`` and the entry's other :data:`RUN_KEYS`,
@@ -51,8 +49,7 @@ def load_hyperparams(env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     kwargs = dict(entries[env_id])
     run = {key: kwargs.pop(key) for key in RUN_KEYS if key in kwargs}
     run["n_timesteps"] = int(run.get("n_timesteps", 1_000_000))
-    kwargs = resolve_algo_kwargs(kwargs, f"the {env_id!r} entry")
-    return run, kwargs
+    return run, resolve_algo_kwargs(kwargs, f"the {env_id!r} entry")
 
 
 def resolve_algo_kwargs(kwargs: dict[str, Any], where: str = "the settings") -> dict[str, Any]:

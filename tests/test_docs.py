@@ -59,13 +59,16 @@ MAX_N_STEPS = 64
 @pytest.fixture
 def one_short_rollout(monkeypatch):
     """
-    Every on-policy model built by the examples collects rollouts of at most ``MAX_N_STEPS`` steps per env, and every
-    ``learn()`` trains for one rollout instead of its budget: the examples run their real code in seconds.
+    Every on-policy model built by the examples collects rollouts of at most ``MAX_N_STEPS`` steps per env (its
+    ``batch_size`` cut to the rollout with them), and every ``learn()`` trains for one rollout instead of its budget: the
+    examples run their real code in seconds.
     """
     setup_model, learn = OnPolicyAlgorithm._setup_model, OnPolicyAlgorithm.learn
 
     def short_setup_model(self):
         self.n_steps = min(self.n_steps, MAX_N_STEPS)
+        if getattr(self, "batch_size", None) is not None:
+            self.batch_size = min(self.batch_size, self.n_steps * self.n_envs)
         setup_model(self)
 
     def one_rollout(self, total_timesteps, *args, **kwargs):

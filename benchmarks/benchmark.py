@@ -528,7 +528,7 @@ def write_report(curves: Curves, out: str, reach: list[float] = ()) -> None:
                 f"| {auc.mean():.1f} +- {auc.std():.1f} | {per_seed} |" + "".join(f" {cell} |" for cell in reached)
             )
             mean, std = returns.mean(axis=0), returns.std(axis=0)
-            ax.plot(steps, mean, label=f"{algo} ({len(seeds)} seeds)")
+            ax.plot(steps, mean, label=f"{algo} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})")
             ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
         ax.set_xlabel("environment steps")
         ax.set_ylabel("mean evaluation return")

@@ -284,8 +284,9 @@ def run_is_free(args: argparse.Namespace, trial: FrozenTrial) -> bool:
     """
     Whether no process holds the run of a stored sweep's running ``trial`` (its worker died): the ``running.lock``
     of the run's folder is free. The folder is the one the trial's worker recorded once it held the lock; one
-    this machine does not see is another machine's, taken as held. A trial without it is looked for under this
-    worker's ``--out``, once its worker has had :data:`CLAIM_SECONDS` to take it (or has died trying).
+    this machine does not see is another machine's, taken as held, unless ``--requeue-unseen`` says that machine is
+    gone (the journal was carried here). A trial without it is looked for under this worker's ``--out``, once its
+    worker has had :data:`CLAIM_SECONDS` to take it (or has died trying).
     """
     recorded = trial.user_attrs.get("folder")
     if recorded is None:
@@ -294,7 +295,7 @@ def run_is_free(args: argparse.Namespace, trial: FrozenTrial) -> bool:
             return False
     folder = recorded or run_dir(args.out, *run_key(trial))
     if not os.path.isdir(folder):
-        return recorded is None
+        return recorded is None or args.requeue_unseen
     lock = take_run(folder)
     if lock is None:
         return False
@@ -336,6 +337,8 @@ def run(args: argparse.Namespace) -> None:
     if args.storage:
         run_stored(args, sweep_runs(args))
         return
+    if args.requeue_unseen:
+        sys.exit("--requeue-unseen: only a sweep in --storage (a journal file) records its runs' folders")
     jobs = [
         (env, algo, seed)
         for env, algo, seed in sweep_runs(args)
@@ -431,6 +434,8 @@ def run_stored(args: argparse.Namespace, runs: list[tuple[str, str, int]]) -> No
         storage = distributed.open_storage(options, study_attrs=lambda: {"command": command, **settings})
         names = [distributed.WORKER] if args.jobs == 1 else [f"{distributed.WORKER}/{index}" for index in range(args.jobs)]
         sweeps = [StoredSweep(storage, options.study_name, name) for name in names]
+        if args.requeue_unseen and sweeps[0].heartbeat_interval:
+            sys.exit(f"--requeue-unseen: {where} has heartbeats, which find dead workers; it is for a journal file")
         for name, value in settings.items():
             stored = sweeps[0].study.user_attrs.get(name, value)
             if stored != value:
@@ -583,6 +588,12 @@ def main() -> None:
         sub.add_argument("--storage-timeout", type=float, help="connection timeout of a database storage (default 10 s)")
     train.add_argument("--heartbeat-interval", type=int, help="seconds between heartbeats of a running run (default 60)")
     train.add_argument("--heartbeat-grace-period", type=int, help="a run without heartbeat that long is redone (default 2x)")
+    train.add_argument(
+        "--requeue-unseen",
+        action="store_true",
+        help="journal file: a running run whose folder this machine does not see has lost its worker (the journal "
+        "was carried from a machine that is gone): queue it again",
+    )
     train.add_argument("--retry-failed-trials", type=int, help=f"redo a dead worker's run up to N times (default {RETRIES})")
     args = parser.parse_args()
     run(args) if args.command == "run" else report(args)

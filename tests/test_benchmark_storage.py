@@ -144,7 +144,7 @@ def test_without_a_heartbeat_a_run_nobody_holds_is_queued_again(tmp_path):
 
 
 def test_a_run_is_free_when_nobody_holds_its_folder(tmp_path):
-    args = SimpleNamespace(out=str(tmp_path / "out"))  # this worker's --out
+    args = SimpleNamespace(out=str(tmp_path / "out"), requeue_unseen=False)  # this worker's --out
     folder = Path(benchmark.run_dir(args.out, *key(0)))
     long_ago = datetime.datetime.now() - datetime.timedelta(seconds=benchmark.CLAIM_SECONDS + 1)
 
@@ -155,6 +155,8 @@ def test_a_run_is_free_when_nobody_holds_its_folder(tmp_path):
     assert benchmark.run_is_free(args, trial())  # claimed long ago, never took its folder: died as it claimed
     assert not benchmark.run_is_free(args, trial(datetime.datetime.now()))  # may be taking it now
     assert not benchmark.run_is_free(args, trial(folder=str(tmp_path / "elsewhere")))  # another machine's folder
+    carried = SimpleNamespace(out=args.out, requeue_unseen=True)  # the journal came from a machine that is gone
+    assert benchmark.run_is_free(carried, trial(folder=str(tmp_path / "elsewhere")))
     folder.mkdir(parents=True)
     recorded = trial(datetime.datetime.now(), folder=str(folder))
     lock = benchmark.take_run(str(folder))
@@ -370,6 +372,44 @@ def test_on_a_journal_file_a_killed_workers_run_is_redone_by_the_next_worker(wor
     (retry,) = [trial for trial in after.values() if trial.state == TrialState.COMPLETE]
     assert stored_sweep.run_key(retry) == key(0) and pid_of(retry) == workers.processes[1].pid
     assert retry.user_attrs["folder"] == killed.user_attrs["folder"] == benchmark.run_dir(str(tmp_path / "out"), *key(0))
+
+
+@pytest.mark.slow
+def test_a_journal_carried_to_a_new_machine_gets_its_running_runs_back_with_requeue_unseen(workers, tmp_path):
+    # The journal says seed 0 runs, in a folder of the machine it was carried from: nobody here can hold it
+    journal = tmp_path / "sweep.log"
+    storage = journal_storage(journal)
+    optuna.create_study(storage=storage, study_name=stored_sweep.STUDY_NAME, direction="maximize")
+    sweep = stored_sweep.StoredSweep(storage, stored_sweep.STUDY_NAME, "gone-machine:1")
+    sweep.enqueue({key(0): []})
+    stale = sweep.claim({key(0): None})
+    sweep.record(stale, {"folder": "/the/machine/that/is/gone/CartPole-v1/vpg/seed0"})
+    workers.start(str(journal), "--seeds", "0", "--out", str(tmp_path / "out"), "--requeue-unseen")
+    workers.finish(0)
+    assert f"trial {stale.number}'s worker is gone (nobody holds its run): queued again" in workers.output(0)
+    after = {trial.number: trial for trial in sweep.trials()}
+    assert after[stale.number].state == TrialState.FAIL and after[stale.number].user_attrs["dead_worker"] is True
+    (retry,) = [trial for trial in after.values() if trial.state == TrialState.COMPLETE]
+    assert stored_sweep.run_key(retry) == key(0)
+    assert retry.user_attrs["folder"] == benchmark.run_dir(str(tmp_path / "out"), *key(0))  # this machine's folder
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        (None, "--requeue-unseen: only a sweep in --storage"),
+        ("sqlite:///{tmp}/s.db", "--requeue-unseen: the sweep 'benchmark' in --storage sqlite:///.*has heartbeats"),
+    ],
+)
+def test_requeue_unseen_is_refused_where_it_would_do_nothing(tmp_path, storage, message):
+    flags = ["--out", str(tmp_path / "out"), "--requeue-unseen"]
+    flags += ["--storage", storage.format(tmp=tmp_path)] if storage else []
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "benchmark.py"), "run", *TINY, *flags],
+        env=subprocess_env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1 and re.search(message, done.stderr), done.stderr[-2000:]
+    assert not (tmp_path / "out").exists()  # nothing trained
 
 
 def test_a_training_process_dies_with_its_worker(tmp_path):

@@ -136,6 +136,12 @@ PONG_SOURCE_ENV = [
     "policy:'MlpPolicy'",
 ]
 
+#: SB3 policy_kwargs of an actor and a critic of 200 hidden units each whose first layers skip the frames' zeros
+PONG_SPARSE_NET = (
+    "net_arch=dict(pi=[],vf=[]),share_features_extractor=False,"
+    "features_extractor_class=SparseInputExtractor,features_extractor_kwargs=dict(features_dim=200)"
+)
+
 #: (env, algo) -> -params that env needs for that algo, after the algo's own
 ENV_PARAMS = {
     # Monte-Carlo rungs learn only from episodes that end inside the rollout; these episodes last 1000 steps (4 envs
@@ -153,13 +159,14 @@ ENV_PARAMS = {
     ],
     # SB3's A2C and PPO on Pong see what the VPG rungs see, so that the rungs differ in the algorithm alone: the
     # entry's env (the source's difference frames, UP/DOWN) and network (200 hidden units each for the actor and the
-    # critic; SB3's policies have no sparse first layer, which changes the speed, not the function), with rl_zoo3's
-    # Atari step settings (n_envs, n_steps, rates, coefficients, A2C's RMSpropTFLike) for everything else
+    # critic), with rl_zoo3's Atari step settings (n_envs, n_steps, rates, coefficients, A2C's RMSpropTFLike) for the
+    # rest. PPO's four epochs over every sample make the first layer its main cost: it takes the sparse one, as a
+    # features extractor (the same function); A2C's cost is its optimizer step every 80 samples, and its layer stays dense
     ("PongNoFrameskip-v4", "a2c"): [
         *PONG_SOURCE_ENV,
         "policy_kwargs:'dict(net_arch=dict(pi=[200],vf=[200]),optimizer_class=RMSpropTFLike,optimizer_kwargs=dict(eps=1e-5))'",
     ],
-    ("PongNoFrameskip-v4", "ppo"): [*PONG_SOURCE_ENV, "policy_kwargs:dict(net_arch=dict(pi=[200],vf=[200]))"],
+    ("PongNoFrameskip-v4", "ppo"): [*PONG_SOURCE_ENV, f"policy_kwargs:'dict({PONG_SPARSE_NET})'"],
 }
 
 

@@ -22,7 +22,8 @@ from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.utils import LinearSchedule
 
 from sb3_vpg import VPG
-from sb3_vpg.hyperparams import RUN_KEYS, load_hyperparams, make_env
+from sb3_vpg.common.sparse_input import SparseInputLinear
+from sb3_vpg.hyperparams import POLICY_KWARGS_NAMES, RUN_KEYS, load_hyperparams, make_env
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -215,11 +216,10 @@ def test_pong_a2c_and_ppo_rungs_see_what_the_vpg_rungs_see(zoo_algo):
         key, _, value = param.partition(":")
         settings[key] = eval(value, {"th": th})
     if isinstance(settings["policy_kwargs"], str):
-        settings["policy_kwargs"] = eval(settings["policy_kwargs"], {"RMSpropTFLike": RMSpropTFLike})
+        settings["policy_kwargs"] = eval(settings["policy_kwargs"], POLICY_KWARGS_NAMES)
     entry_run, _ = load_hyperparams("PongNoFrameskip-v4")
     assert settings["env_wrapper"] == entry_run["env_wrapper"]
     assert settings["frame_stack"] is None and settings["policy"] == "MlpPolicy"
-    assert settings["policy_kwargs"]["net_arch"] == {"pi": [200], "vf": [200]}
     kept = {key for key in published if key not in ("env_wrapper", "frame_stack", "policy", "policy_kwargs")}
     assert {key: settings[key] for key in kept} == {key: published[key] for key in kept}  # n_envs, n_steps, rates...
     if zoo_algo == "a2c":  # the published optimizer survives the new network
@@ -235,12 +235,11 @@ def test_pong_a2c_and_ppo_rungs_see_what_the_vpg_rungs_see(zoo_algo):
     model = algo_class(settings["policy"], env, policy_kwargs=settings["policy_kwargs"])
     vpg = VPG(vpg_run["policy"], vpg_env, **vpg_kwargs)
     assert model.observation_space == vpg.observation_space and model.action_space == vpg.action_space
-    layers = [
-        (layer.in_features, layer.out_features)
-        for layer in model.policy.mlp_extractor.modules()
-        if isinstance(layer, th.nn.Linear)
-    ]
-    assert layers == [(6400, 200), (6400, 200)]
+    # An actor and a critic of 200 hidden units each; PPO's first layers skip the frames' zeros (its main cost)
+    first = [layer for layer in model.policy.modules() if isinstance(layer, th.nn.Linear) and layer.in_features == 6400]
+    assert [layer.out_features for layer in first] == [200, 200]
+    assert all(isinstance(layer, SparseInputLinear) == (zoo_algo == "ppo") for layer in first)
+    assert model.policy.action_net.in_features == model.policy.value_net.in_features == 200
     env.close()
     vpg_env.close()
 

@@ -11,8 +11,10 @@ import torch as th
 from gymnasium import spaces
 from torch import nn
 
+from stable_baselines3 import A2C, PPO
+
 from sb3_vpg import VPG
-from sb3_vpg.common.sparse_input import MAX_DENSITY, SparseInputLinear, nonzero_entries, sparse_linear
+from sb3_vpg.common.sparse_input import MAX_DENSITY, SparseInputExtractor, SparseInputLinear, nonzero_entries, sparse_linear
 
 SPARSE = {"sparse_input": True}
 
@@ -277,3 +279,44 @@ def test_integer_frames_skip_only_a_float_copy(space, kwargs, integers):
     action_space = spaces.Box(-1.0, 1.0, (2,)) if kwargs.get("use_sde") else spaces.Discrete(2)
     policy = VPGPolicy(space, action_space, lambda _: 1e-3, sparse_input=True, **kwargs)
     assert policy.integer_features is integers
+
+
+# The same first layer for SB3's own algorithms: a features extractor per network
+
+EXTRACTOR_NET = {
+    "net_arch": {"pi": [], "vf": []},
+    "share_features_extractor": False,
+    "features_extractor_class": SparseInputExtractor,
+    "features_extractor_kwargs": {"features_dim": 20},
+}
+
+
+def test_sb3_ppo_with_the_extractor_computes_the_dense_networks_function():
+    sparse = PPO("MlpPolicy", OneHotEnv(), policy_kwargs=EXTRACTOR_NET, seed=0).policy
+    dense = PPO("MlpPolicy", OneHotEnv(), policy_kwargs={"net_arch": {"pi": [20], "vf": [20]}}, seed=1).policy
+    assert isinstance(sparse.pi_features_extractor.linear, SparseInputLinear)
+    # The dense policy's hidden layers take the extractors' parameters, its output layers the sparse policy's
+    dense.mlp_extractor.policy_net[0].load_state_dict(sparse.pi_features_extractor.linear.state_dict())
+    dense.mlp_extractor.value_net[0].load_state_dict(sparse.vf_features_extractor.linear.state_dict())
+    dense.action_net.load_state_dict(sparse.action_net.state_dict())
+    dense.value_net.load_state_dict(sparse.value_net.state_dict())
+    observations, actions = sparse_batch(rows=16, columns=64), th.randint(0, 2, (16,))
+    assert nonzero_entries(observations)[0].numel() < MAX_DENSITY * observations.numel()  # the sparse path runs
+    outputs = [policy.evaluate_actions(observations, actions) for policy in (sparse, dense)]
+    for sparse_output, dense_output in zip(*outputs, strict=True):
+        assert th.allclose(sparse_output, dense_output, atol=1e-6)
+    sum(output.sum() for output in outputs[0]).backward()
+    sum(output.sum() for output in outputs[1]).backward()
+    gradients = sparse.pi_features_extractor.linear.weight.grad, dense.mlp_extractor.policy_net[0].weight.grad
+    assert th.allclose(*gradients, atol=1e-6)
+
+
+def test_sb3_initializes_the_extractor_as_a_hidden_layer():
+    # SB3's orthogonal initialization with the hidden layers' gain sqrt(2): the weight's rows are orthogonal, of
+    # squared norm 2, and the bias is zero
+    policy = A2C("MlpPolicy", OneHotEnv(), policy_kwargs=EXTRACTOR_NET, seed=0).policy
+    for extractor in (policy.pi_features_extractor, policy.vf_features_extractor):
+        weight = extractor.linear.weight.detach()
+        assert th.allclose(weight @ weight.T, 2 * th.eye(20), atol=1e-5) and not extractor.linear.bias.any()
+    optimized = {id(parameter) for group in policy.optimizer.param_groups for parameter in group["params"]}
+    assert id(policy.vf_features_extractor.linear.weight) in optimized

@@ -9,6 +9,7 @@ worker): the zoo runs in subprocesses, and the models it saves are loaded withou
 import pickle
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import optuna
@@ -311,6 +312,20 @@ assert "ppo" in algos and "ppo" in samplers
 print("ok")
 """
     run_python_script(script, tmp_path)
+
+
+def test_sb3_algorithms_in_the_zoo_may_name_the_sparse_extractor(tmp_path):
+    # rl_zoo3 evaluates the policy_kwargs string among its exp_manager's imports, which registering extends
+    net = "net_arch=dict(pi=[],vf=[]),share_features_extractor=False,features_extractor_class=SparseInputExtractor"
+    zoo(
+        "train", "--algo", "ppo", "--env", "CartPole-v1", "-n", "128", "--seed", "0", "--num-threads", "1",
+        "--eval-freq", "-1", "-f", "logs", "-params", "n_envs:1", "n_steps:64", "batch_size:32",
+        f"policy_kwargs:'dict({net},features_extractor_kwargs=dict(features_dim=8))'", cwd=tmp_path,
+    )  # fmt: skip
+    with zipfile.ZipFile(tmp_path / "logs" / "ppo" / "CartPole-v1_1" / "CartPole-v1.zip") as saved:
+        weights = torch.load(saved.open("policy.pth"), weights_only=True)
+    shapes = {weights[f"{network}_features_extractor.linear.weight"].shape for network in ("pi", "vf")}
+    assert shapes == {(8, 4)}
 
 
 def test_sampler_gives_valid_vpg_arguments_and_the_converter_the_same(tmp_path):

@@ -11,11 +11,14 @@ batch, and :func:`nonzero_entries` finds their non-zero entries eight bytes at a
 
 :func:`sparse_linear` makes one from an ``nn.Linear`` with that layer's own ``Parameter`` objects, so that the
 optimizer, the state dict and saved models see the same weights under the same names; VPG's policies swap it in for
-the layers that read the observation with ``policy_kwargs=dict(sparse_input=True)``.
+the layers that read the observation with ``policy_kwargs=dict(sparse_input=True)``. Other SB3 algorithms (A2C, PPO)
+get the same first layer as a features extractor, :class:`SparseInputExtractor`.
 """
 
+import gymnasium as gym
 import torch as th
 import torch.nn.functional as F
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 #: Above this fraction of non-zero inputs a batch goes through the dense product (which is then faster).
@@ -51,6 +54,29 @@ class SparseInputLinear(nn.Linear):
         return output if self.bias is None else output + self.bias
 
 
+class SparseInputExtractor(BaseFeaturesExtractor):
+    """
+    The first hidden layer of an MLP on mostly-zero observations, as a features extractor for any SB3 policy:
+    ``activation_fn(x @ W.T + b)`` over the flattened observation, through :class:`SparseInputLinear`. With
+    ``share_features_extractor=False`` and ``net_arch=dict(pi=[], vf=[])`` an ``ActorCriticPolicy`` computes the
+    function of ``net_arch=dict(pi=[features_dim], vf=[features_dim])`` (SB3's orthogonal initialization gives the
+    extractors the hidden layers' gain), so that SB3's A2C and PPO train the network VPG's ``sparse_input=True``
+    trains, at its speed; the parameters are drawn in another order, so one seed gives other initial values.
+
+    :param observation_space: the observation space (flattened)
+    :param features_dim: the number of hidden units
+    :param activation_fn: the activation after the layer (SB3's ``ActorCriticPolicy`` default)
+    """
+
+    def __init__(self, observation_space: gym.Space, features_dim: int = 64, activation_fn: type[nn.Module] = nn.Tanh):
+        super().__init__(observation_space, features_dim)
+        self.linear = SparseInputLinear(gym.spaces.flatdim(observation_space), features_dim)
+        self.activation = activation_fn()
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.activation(self.linear(observations.flatten(1)))
+
+
 def nonzero_entries(input: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
     """
     The rows and columns of a 2-D tensor's non-zero entries, row by row, as ``input.nonzero(as_tuple=True)`` lists
@@ -79,4 +105,4 @@ def sparse_linear(linear: nn.Linear) -> SparseInputLinear:
     return layer
 
 
-__all__ = ["MAX_DENSITY", "SparseInputLinear", "nonzero_entries", "sparse_linear"]
+__all__ = ["MAX_DENSITY", "SparseInputExtractor", "SparseInputLinear", "nonzero_entries", "sparse_linear"]

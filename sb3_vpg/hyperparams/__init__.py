@@ -14,6 +14,8 @@ import yaml
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.utils import LinearSchedule
 
+from sb3_vpg.common.sparse_input import SparseInputExtractor
+
 #: Keys of an entry that describe the run rather than the algorithm: rl_zoo3 applies the env settings
 #: (``normalize``, ``frame_stack``, ``env_wrapper``, ...) itself; a plain script has to apply them.
 RUN_KEYS = (
@@ -29,8 +31,15 @@ RUN_KEYS = (
     "callback",
 )
 
-#: The names a ``policy_kwargs`` string of an entry may use; rl_zoo3 evaluates the same strings with its own imports.
-POLICY_KWARGS_NAMES = {"dict": dict, "th": th, "nn": th.nn, "RMSpropTFLike": RMSpropTFLike}
+#: The names a ``policy_kwargs`` string of an entry may use; rl_zoo3 evaluates the same strings with its own imports,
+#: to which :func:`sb3_vpg.zoo.register` adds the missing ones.
+POLICY_KWARGS_NAMES = {
+    "dict": dict,
+    "th": th,
+    "nn": th.nn,
+    "RMSpropTFLike": RMSpropTFLike,
+    "SparseInputExtractor": SparseInputExtractor,
+}
 
 
 def load_hyperparams(env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:

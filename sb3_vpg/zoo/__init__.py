@@ -5,7 +5,8 @@ VPG in RL Baselines3 Zoo (rl_zoo3 2.9), without a fork of the zoo::
     python -m sb3_vpg.zoo enjoy --algo vpg --env CartPole-v1 -f logs/
 
 :func:`register` adds VPG to the dicts rl_zoo3's modules share (``ALGOS``, ``HYPERPARAMS_SAMPLER``,
-``HYPERPARAMS_CONVERTER``), in place, so every module that imported them sees it. :func:`main` registers,
+``HYPERPARAMS_CONVERTER``), in place, so every module that imported them sees it, and the names a ``policy_kwargs``
+string may use (``SparseInputExtractor``) to those rl_zoo3 evaluates it among. :func:`main` registers,
 then hands over to rl_zoo3's own ``train()``, ``enjoy()`` or ``record_video`` with all of their flags;
 ``--algo`` defaults to ``vpg`` and, for ``vpg``, ``-conf`` to the packaged ``sb3_vpg/hyperparams/vpg.yml``.
 ``train --vec-env envpool`` runs an Atari entry on EnvPool (:mod:`sb3_vpg.zoo.envpool_manager`).
@@ -14,6 +15,7 @@ then hands over to rl_zoo3's own ``train()``, ``enjoy()`` or ``record_video`` wi
 """
 
 import argparse
+import builtins
 import contextlib
 import difflib
 import functools
@@ -27,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from sb3_vpg.hyperparams import RUN_KEYS
+from sb3_vpg.hyperparams import POLICY_KWARGS_NAMES, RUN_KEYS
 from sb3_vpg.vpg import VPG
 from sb3_vpg.zoo import distributed, resume
 from sb3_vpg.zoo.hyperparams_opt import convert_vpg_params, sample_vpg_params
@@ -55,12 +57,16 @@ Flags: python -m sb3_vpg.zoo train --help (enjoy --help, ...).
 
 def register() -> None:
     """Add VPG to rl_zoo3 as ``vpg``: its algorithm, Optuna sampler and trial converter (idempotent)."""
-    from rl_zoo3 import hyperparams_opt, utils
+    from rl_zoo3 import exp_manager, hyperparams_opt, utils
 
     # Extend the shared dicts in place: train.py, enjoy.py, exp_manager.py, ... imported these very objects
     utils.ALGOS[ALGO] = VPG
     hyperparams_opt.HYPERPARAMS_SAMPLER[ALGO] = sample_vpg_params
     hyperparams_opt.HYPERPARAMS_CONVERTER[ALGO] = convert_vpg_params
+    # rl_zoo3 evaluates policy_kwargs strings among exp_manager's imports: give them the names vpg.yml's may use
+    for name, value in POLICY_KWARGS_NAMES.items():
+        if not hasattr(exp_manager, name) and not hasattr(builtins, name):
+            setattr(exp_manager, name, value)
 
 
 def _train() -> None:

@@ -23,7 +23,7 @@ from stable_baselines3.common.utils import LinearSchedule
 
 from sb3_vpg import VPG
 from sb3_vpg.common.sparse_input import SparseInputLinear
-from sb3_vpg.hyperparams import POLICY_KWARGS_NAMES, RUN_KEYS, load_hyperparams, make_env
+from sb3_vpg.hyperparams import RUN_KEYS, load_hyperparams, make_env, resolve_algo_kwargs
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -215,8 +215,7 @@ def test_pong_a2c_and_ppo_rungs_see_what_the_vpg_rungs_see(zoo_algo):
     for param in params:  # evaluated as rl_zoo3's StoreDict does, then its policy_kwargs string as the zoo does
         key, _, value = param.partition(":")
         settings[key] = eval(value, {"th": th})
-    if isinstance(settings["policy_kwargs"], str):
-        settings["policy_kwargs"] = eval(settings["policy_kwargs"], POLICY_KWARGS_NAMES)
+    settings["policy_kwargs"] = resolve_algo_kwargs({"policy_kwargs": settings["policy_kwargs"]})["policy_kwargs"]
     entry_run, _ = load_hyperparams("PongNoFrameskip-v4")
     assert settings["env_wrapper"] == entry_run["env_wrapper"]
     assert settings["frame_stack"] is None and settings["policy"] == "MlpPolicy"

@@ -206,7 +206,8 @@ def test_resolve_algo_kwargs_reads_zoo_strings_and_names_the_bad_one():
         resolve_algo_kwargs({"learning_rate": "lin_fast"}, "--params")
     with pytest.raises(ValueError, match=r"policy_kwargs of --params is not a Python expression"):
         resolve_algo_kwargs({"policy_kwargs": "dict(net_arch=[64]"}, "--params")
-    with pytest.raises(ValueError, match=r"policy_kwargs of --params may only use \['RMSpropTFLike', 'dict', 'nn', 'th'\]"):
+    allowed = r"\['RMSpropTFLike', 'SparseInputExtractor', 'dict', 'nn', 'th'\]"
+    with pytest.raises(ValueError, match=r"policy_kwargs of --params may only use " + allowed):
         resolve_algo_kwargs({"policy_kwargs": "dict(f=__import__('os'))"}, "--params")
     with pytest.raises(TypeError, match=r"policy_kwargs of --params must give a dict, got \[64\]"):
         resolve_algo_kwargs({"policy_kwargs": [64]}, "--params")

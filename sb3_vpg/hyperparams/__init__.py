@@ -7,6 +7,7 @@ gives the same settings to plain scripts.
 import functools
 import importlib
 import importlib.resources
+import types
 from typing import Any
 
 import torch as th
@@ -32,14 +33,17 @@ RUN_KEYS = (
 )
 
 #: The names a ``policy_kwargs`` string of an entry may use; rl_zoo3 evaluates the same strings with its own imports,
-#: to which :func:`sb3_vpg.zoo.register` adds the missing ones.
-POLICY_KWARGS_NAMES = {
-    "dict": dict,
-    "th": th,
-    "nn": th.nn,
-    "RMSpropTFLike": RMSpropTFLike,
-    "SparseInputExtractor": SparseInputExtractor,
-}
+#: to which :func:`sb3_vpg.zoo.register` adds the missing ones. Read-only: ``eval`` with a plain dict as globals would
+#: add ``__builtins__`` to it.
+POLICY_KWARGS_NAMES = types.MappingProxyType(
+    {
+        "dict": dict,
+        "th": th,
+        "nn": th.nn,
+        "RMSpropTFLike": RMSpropTFLike,
+        "SparseInputExtractor": SparseInputExtractor,
+    }
+)
 
 
 def load_hyperparams(env_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -80,7 +84,7 @@ def resolve_algo_kwargs(kwargs: dict[str, Any], where: str = "the settings") -> 
             raise ValueError(f"learning_rate of {where} is not lin_<number>: {learning_rate!r}") from error
     if isinstance(kwargs.get("policy_kwargs"), str):
         try:
-            kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"], {"__builtins__": {}, **POLICY_KWARGS_NAMES})
+            kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"], {**POLICY_KWARGS_NAMES, "__builtins__": {}})
         except NameError as error:
             raise ValueError(f"policy_kwargs of {where} may only use {sorted(POLICY_KWARGS_NAMES)}: {error}") from error
         except SyntaxError as error:

@@ -185,6 +185,8 @@ def test_load_hyperparams_evaluates_policy_kwargs_as_the_zoo(monkeypatch):
     _, kwargs = hyperparams.load_hyperparams("atari")
     assert kwargs["policy_kwargs"] == {"optimizer_class": RMSpropTFLike, "optimizer_kwargs": {"eps": 1e-5}}
     # only the listed names are there: no builtins such as open or __import__
+    with pytest.raises(TypeError):  # nor can anyone add them (an eval with the names as globals would)
+        hyperparams.POLICY_KWARGS_NAMES["open"] = open
     monkeypatch.setattr(hyperparams.yaml, "safe_load", lambda text: {"x": {"policy_kwargs": "open('vpg.yml')"}})
     with pytest.raises(ValueError, match=r"policy_kwargs of the 'x' entry may only use .*'open'"):
         hyperparams.load_hyperparams("x")

@@ -6,9 +6,9 @@ the last rollout's buffer arrays) with ``tests/data/recorded_runs.json``, so a r
 number of a seeded run fails here. Each recording holds the versions of torch and Stable-Baselines3 it was made
 with, and the machine: the CPU's maker and the instruction set torch's kernels use (AVX2, AVX512). Their kernels and
 random streams change the last bits of the numbers: an Intel AVX-512 machine and an AMD one differ by about 1e-7 of
-a parameter sum (MKL takes other paths on AMD's CPUs), and two AMD machines, AVX2 and AVX-512, agree on the MLPs and
-differ on the CNNs (oneDNN's convolutions follow the instruction set). So a run is compared with the recording of its
-own versions, maker and instruction set, and the comparison is skipped where there is none.
+a parameter sum, and two AMD machines, AVX2 and AVX-512, agree on the MLPs and differ on the CNNs. So a run is
+compared with the recording of its own versions, maker and instruction set, and the comparison is skipped where there
+is none.
 
 To record on this machine (a machine not recorded yet, when the code is the one that passed on a recorded machine;
 or, on every recorded machine, when a change of the numbers is intended, said so in the CHANGELOG)::
